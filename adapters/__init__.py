@@ -1,0 +1,1 @@
+"""Adapters: how steps reach external services (imported as ``saga.adapters``)."""

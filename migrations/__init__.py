@@ -1,0 +1,1 @@
+"""Alembic migrations of the saga log's schema (shipped as ``saga.migrations``)."""

@@ -1,0 +1,63 @@
+"""An event-sourced saga coordinator.
+
+Model a long-running business transaction as a :class:`Saga` of steps, each
+with an optional compensation; a :class:`Coordinator` runs it, recording
+every attempt in an append-only :class:`EventStore`, retrying by policy,
+enforcing timeouts and deadlines, and undoing completed steps newest first
+when the saga cannot finish.
+"""
+
+from .clock import Clock, SystemClock, VirtualClock
+from .coordinator import Coordinator
+from .definition import Saga, Step, StepContext
+from .errors import (
+    ConcurrencyError,
+    DefinitionError,
+    InvalidInput,
+    InvalidOperation,
+    LeaseHeld,
+    PayloadTooLarge,
+    PermanentError,
+    PolicyError,
+    SagaError,
+    SagaIdConflict,
+    SagaNotFound,
+    StoreError,
+    TargetError,
+    UnknownSagaName,
+)
+from .policies import Retry
+from .state import ErrorInfo, SagaStatus, SagaView, StepView
+from .store import EventStore, SagaSummary, StoredEvent
+
+__all__ = [
+    "Clock",
+    "ConcurrencyError",
+    "Coordinator",
+    "DefinitionError",
+    "ErrorInfo",
+    "EventStore",
+    "InvalidInput",
+    "InvalidOperation",
+    "LeaseHeld",
+    "PayloadTooLarge",
+    "PermanentError",
+    "PolicyError",
+    "Retry",
+    "Saga",
+    "SagaError",
+    "SagaIdConflict",
+    "SagaNotFound",
+    "SagaStatus",
+    "SagaSummary",
+    "SagaView",
+    "Step",
+    "StepContext",
+    "StepView",
+    "StoreError",
+    "StoredEvent",
+    "SystemClock",
+    "TargetError",
+    "UnknownSagaName",
+    "VirtualClock",
+]

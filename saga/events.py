@@ -1,0 +1,191 @@
+"""The event vocabulary: one frozen pydantic model per event type.
+
+Events are the only state. Each model carries the schema version of its
+``data``; a reader that meets an older version upgrades it in :func:`parse`.
+Times in event data come from the coordinator's clock (they drive
+decisions); the store adds ``recorded_at`` from the database's clock.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Any, ClassVar
+
+from pydantic import BaseModel, ConfigDict, JsonValue
+
+__all__ = [
+    "EVENT_TYPES",
+    "CompensationAttemptFailed",
+    "CompensationAttemptStarted",
+    "CompensationFailed",
+    "CompensationStarted",
+    "Event",
+    "SagaCancelRequested",
+    "SagaCompensated",
+    "SagaCompleted",
+    "SagaFailed",
+    "SagaRetryRequested",
+    "SagaStarted",
+    "StepAttemptFailed",
+    "StepAttemptStarted",
+    "StepCompensated",
+    "StepFailed",
+    "StepSucceeded",
+    "parse",
+]
+
+
+class Event(BaseModel):
+    """Base of every event: frozen, strict about unknown fields."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+    schema_version: ClassVar[int] = 1
+    at: datetime
+
+    @classmethod
+    def type_name(cls) -> str:
+        """The event's ``type`` as stored in the log."""
+        return cls.__name__
+
+    def to_data(self) -> dict[str, Any]:
+        """The JSON object stored in the log's ``data`` column."""
+        return self.model_dump(mode="json")
+
+
+class _Attempt(Event):
+    step: str
+    attempt: int
+
+
+class _AttemptStart(_Attempt):
+    timeout_at: datetime | None = None
+
+
+class _AttemptFailure(_Attempt):
+    error_type: str
+    message: str
+    timed_out: bool = False
+    lost: bool = False
+    retried: bool
+    next_attempt_at: datetime | None = None
+    gave_up: str | None = None
+    """Why the attempt is not retried (``None`` when it is)."""
+
+
+class SagaStarted(Event):
+    """A saga was started with this input; the first event of every saga."""
+
+    name: str
+    version: int
+    input: JsonValue = None
+    deadline: datetime | None = None
+
+
+class StepAttemptStarted(_AttemptStart):
+    """A forward attempt of a step is about to run."""
+
+
+class StepAttemptFailed(_AttemptFailure):
+    """A forward attempt failed, timed out or was lost; says whether and when it is retried."""
+
+
+class StepSucceeded(_Attempt):
+    """A step's attempt succeeded with this result."""
+
+    result: JsonValue = None
+
+
+class StepFailed(Event):
+    """A step failed for good; compensation follows."""
+
+    step: str
+    reason: str
+
+
+class CompensationStarted(Event):
+    """The saga stops going forward and undoes its completed steps, newest first."""
+
+    reason: str
+    step: str | None = None
+
+
+class CompensationAttemptStarted(_AttemptStart):
+    """An attempt of a step's compensation is about to run."""
+
+
+class CompensationAttemptFailed(_AttemptFailure):
+    """A compensation attempt failed, timed out or was lost; says whether and when it is retried."""
+
+
+class StepCompensated(_Attempt):
+    """A step's compensation succeeded."""
+
+
+class CompensationFailed(Event):
+    """A compensation gave up; the saga needs an operator."""
+
+    step: str
+    reason: str
+
+
+class SagaCompleted(Event):
+    """Every step succeeded."""
+
+
+class SagaCompensated(Event):
+    """Every step that succeeded or was in doubt has been undone."""
+
+
+class SagaFailed(Event):
+    """A compensation gave up; an operator's retry resumes compensating."""
+
+    step: str
+    reason: str
+
+
+class SagaRetryRequested(Event):
+    """An operator asked a failed saga to resume its compensation."""
+
+    reason: str = ""
+
+
+class SagaCancelRequested(Event):
+    """An operator asked a running saga to stop and compensate."""
+
+    reason: str = ""
+
+
+EVENT_TYPES: dict[str, type[Event]] = {
+    cls.__name__: cls
+    for cls in (
+        SagaStarted,
+        StepAttemptStarted,
+        StepAttemptFailed,
+        StepSucceeded,
+        StepFailed,
+        CompensationStarted,
+        CompensationAttemptStarted,
+        CompensationAttemptFailed,
+        StepCompensated,
+        CompensationFailed,
+        SagaCompleted,
+        SagaCompensated,
+        SagaFailed,
+        SagaRetryRequested,
+        SagaCancelRequested,
+    )
+}
+
+
+def parse(type_: str, data: dict[str, Any], schema_version: int = 1) -> Event:
+    """Rebuild an event from its stored ``type``, ``data`` and schema version."""
+    cls = EVENT_TYPES.get(type_)
+    if cls is None:
+        raise ValueError(f"unknown event type {type_!r}")
+    if schema_version > cls.schema_version:
+        raise ValueError(
+            f"event {type_} has schema version {schema_version}, newer than this "
+            f"library knows ({cls.schema_version}); upgrade the library"
+        )
+    return cls.model_validate(data)

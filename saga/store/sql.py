@@ -1,0 +1,419 @@
+"""The SQL event store on SQLAlchemy Core, shared by the SQLite and PostgreSQL backends.
+
+A backend module supplies the engine, the database clock expression and its
+transaction style; everything else (the append with its fence, claiming due
+work, reading) is written once here.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+from collections.abc import Callable, Iterable, Iterator, Sequence
+from contextlib import contextmanager
+from datetime import UTC, datetime
+from typing import Any, ParamSpec, TypeVar
+
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from .. import events as ev
+from ..errors import (
+    ConcurrencyError,
+    InvalidInput,
+    LeaseHeld,
+    PayloadTooLarge,
+    SagaError,
+    SagaNotFound,
+    StoreError,
+)
+from ..state import SagaStatus
+from .base import EventStore, SagaSummary, StoredEvent, check_saga_id
+from .schema import HEAD, events, sagas
+
+__all__ = ["SQLEventStore", "from_ts", "to_ts"]
+
+P = ParamSpec("P")
+T = TypeVar("T")
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+
+_ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
+
+
+def to_ts(dt: datetime) -> float:
+    """A timezone-aware datetime as epoch seconds (how the tables store time)."""
+    return dt.timestamp()
+
+
+def from_ts(ts: float) -> datetime:
+    """Epoch seconds as a UTC datetime."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as the data column stores it."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def translated(fn: Callable[P, T]) -> Callable[P, T]:
+    """Re-raise driver and SQLAlchemy errors as ``StoreError`` (ours pass through)."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        try:
+            return fn(*args, **kwargs)
+        except SagaError:
+            raise
+        except sa_exc.SQLAlchemyError as e:
+            raise StoreError(f"{fn.__name__} failed: {_first_line(e)}") from e
+
+    return wrapper
+
+
+def _first_line(e: BaseException) -> str:
+    orig = getattr(e, "orig", None)
+    text = str(orig if orig is not None else e)
+    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
+
+
+class SQLEventStore(EventStore):
+    """An :class:`EventStore` over SQLAlchemy Core; subclasses pick the database."""
+
+    url: str
+    engine: sa.Engine
+    max_payload: int
+
+    #: SQL for "now" on the database's clock, as epoch seconds.
+    db_now: sa.ColumnElement[float]
+
+    def __init__(self, url: str, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+        if isinstance(max_payload, bool) or not isinstance(max_payload, int) or max_payload < 1:
+            raise InvalidInput(f"max_payload must be a positive number of bytes, got {max_payload!r}")
+        self.url = url
+        self.max_payload = max_payload
+        self.engine = self._create_engine(url)
+        self._ensure_schema()
+
+    # -- backend hooks ----------------------------------------------------------------------
+
+    def _create_engine(self, url: str) -> sa.Engine:
+        raise NotImplementedError  # pragma: no cover - every backend overrides it
+
+    @contextmanager
+    def _write(self) -> Iterator[sa.Connection]:
+        """A write transaction (the backend decides how it locks)."""
+        with self.engine.begin() as conn:
+            yield conn
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            yield conn
+
+    def _lock_for_migration(self, conn: sa.Connection) -> None:
+        """Serialise concurrent schema creation (backends override)."""
+
+    # -- schema -----------------------------------------------------------------------------
+
+    @translated
+    def _ensure_schema(self) -> None:
+        current = self._revision()
+        if current == HEAD:
+            return
+        if current is not None:
+            raise StoreError(
+                f"the database schema is at revision {current}, this library needs {HEAD}: "
+                "run `saga db upgrade`"
+            )
+        from .migrate import upgrade
+
+        with self._write() as conn:
+            self._lock_for_migration(conn)
+            if sa.inspect(conn).has_table("alembic_version"):
+                return  # another process created it while we waited
+            upgrade(conn)
+
+    def _revision(self) -> str | None:
+        with self._read() as conn:
+            if not sa.inspect(conn).has_table("alembic_version"):
+                return None
+            row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
+            return None if row is None else str(row[0])
+
+    def revision(self) -> str | None:
+        """The schema revision of the database (``None`` if it has none)."""
+        return self._revision()
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _rows(self, saga_id: str, first_seq: int, batch: Sequence[ev.Event], writer: str | None
+              ) -> list[dict[str, Any]]:
+        rows = []
+        for i, e in enumerate(batch):
+            data = e.to_data()
+            size = len(dumps(data).encode())
+            if size > self.max_payload:
+                raise PayloadTooLarge(
+                    f"{e.type_name()} for saga {saga_id} is {size} bytes; the store accepts "
+                    f"at most {self.max_payload}"
+                )
+            rows.append({
+                "saga_id": saga_id,
+                "seq": first_seq + i,
+                "type": e.type_name(),
+                "schema_version": e.schema_version,
+                "data": data,
+                "writer": writer,
+            })
+        return rows
+
+    def _insert_events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            conn.execute(events.insert().values(recorded_at=self.db_now), rows)
+
+    @translated
+    def create(
+        self,
+        saga_id: str,
+        batch: Sequence[ev.Event],
+        *,
+        name: str,
+        version: int,
+        status: SagaStatus,
+        wake_at: datetime | None,
+        now: datetime,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> bool:
+        check_saga_id(saga_id)
+        rows = self._rows(saga_id, 1, batch, owner)
+        ts = to_ts(now)
+        try:
+            with self._write() as conn:
+                if conn.execute(
+                    sa.select(sagas.c.saga_id).where(sagas.c.saga_id == saga_id)
+                ).first() is not None:
+                    return False
+                conn.execute(sagas.insert().values(
+                    saga_id=saga_id,
+                    name=name,
+                    version=version,
+                    status=status.value,
+                    last_seq=len(rows),
+                    created_at=ts,
+                    updated_at=ts,
+                    wake_at=None if wake_at is None else to_ts(wake_at),
+                    lease_owner=owner if lease_until is not None else None,
+                    lease_expires_at=None if lease_until is None else to_ts(lease_until),
+                ))
+                self._insert_events(conn, rows)
+        except sa_exc.IntegrityError:
+            return False  # a concurrent start with the same id won
+        return True
+
+    @translated
+    def append(
+        self,
+        saga_id: str,
+        expected_seq: int,
+        batch: Sequence[ev.Event],
+        *,
+        status: SagaStatus,
+        wake_at: datetime | None,
+        now: datetime,
+        owner: str | None = None,
+        lease_until: datetime | None = None,
+    ) -> None:
+        rows = self._rows(saga_id, expected_seq + 1, batch, owner)
+        ts = to_ts(now)
+        values: dict[str, Any] = {
+            "last_seq": expected_seq + len(rows),
+            "status": status.value,
+            "wake_at": None if wake_at is None else to_ts(wake_at),
+            "updated_at": ts,
+        }
+        stmt = sagas.update().where(sagas.c.saga_id == saga_id, sagas.c.last_seq == expected_seq)
+        if owner is not None:
+            stmt = stmt.where(sa.or_(
+                sagas.c.lease_owner.is_(None),
+                sagas.c.lease_owner == owner,
+                sagas.c.lease_expires_at < ts,
+            ))
+            values["lease_owner"] = owner if lease_until is not None else None
+            values["lease_expires_at"] = None if lease_until is None else to_ts(lease_until)
+        try:
+            with self._write() as conn:
+                if conn.execute(stmt.values(**values)).rowcount != 1:
+                    self._refused(conn, saga_id, expected_seq, owner)
+                self._insert_events(conn, rows)
+        except sa_exc.IntegrityError as e:
+            raise ConcurrencyError(
+                f"saga {saga_id}: another writer appended after seq {expected_seq}"
+            ) from e
+
+    def _refused(self, conn: sa.Connection, saga_id: str, expected_seq: int, owner: str | None
+                 ) -> None:
+        row = conn.execute(
+            sa.select(sagas.c.last_seq, sagas.c.lease_owner, sagas.c.lease_expires_at)
+            .where(sagas.c.saga_id == saga_id)
+        ).first()
+        if row is None:
+            raise SagaNotFound(f"no saga has id {saga_id!r}")
+        if row.last_seq != expected_seq:
+            raise ConcurrencyError(
+                f"saga {saga_id}: expected to append after seq {expected_seq}, "
+                f"but the log is at {row.last_seq}"
+            )
+        raise LeaseHeld(
+            f"saga {saga_id} is leased to {row.lease_owner} until "
+            f"{from_ts(row.lease_expires_at).isoformat()}"
+        )
+
+    @translated
+    def renew(self, owner: str, saga_ids: Iterable[str], *, until: datetime, now: datetime
+              ) -> set[str]:
+        ids = list(saga_ids)
+        if not ids:
+            return set()
+        with self._write() as conn:
+            held = conn.execute(
+                sagas.update()
+                .where(sagas.c.saga_id.in_(ids), sagas.c.lease_owner == owner)
+                .values(lease_expires_at=to_ts(until))
+                .returning(sagas.c.saga_id)
+            ).scalars().all()
+        return set(held)
+
+    @translated
+    def release(self, owner: str, saga_id: str) -> None:
+        with self._write() as conn:
+            conn.execute(
+                sagas.update()
+                .where(sagas.c.saga_id == saga_id, sagas.c.lease_owner == owner)
+                .values(lease_owner=None, lease_expires_at=None)
+            )
+
+    # -- reading ----------------------------------------------------------------------------
+
+    @translated
+    def load(self, saga_id: str) -> list[StoredEvent]:
+        with self._read() as conn:
+            rows = conn.execute(
+                sa.select(
+                    events.c.position, events.c.seq, events.c.type, events.c.schema_version,
+                    events.c.data, events.c.recorded_at, events.c.writer,
+                )
+                .where(events.c.saga_id == saga_id)
+                .order_by(events.c.seq)
+            ).all()
+        if not rows:
+            raise SagaNotFound(f"no saga has id {saga_id!r}")
+        out = []
+        for r in rows:
+            try:
+                parsed = ev.parse(r.type, r.data, r.schema_version)
+            except ValueError as e:
+                raise StoreError(f"saga {saga_id}: event {r.seq} cannot be read: {e}") from e
+            out.append(StoredEvent(
+                saga_id=saga_id,
+                seq=r.seq,
+                type=r.type,
+                data=r.data,
+                recorded_at=from_ts(r.recorded_at),
+                writer=r.writer,
+                position=r.position,
+                schema_version=r.schema_version,
+                _event=parsed,
+            ))
+        return out
+
+    @staticmethod
+    def _summary(r: sa.Row[Any]) -> SagaSummary:
+        return SagaSummary(
+            saga_id=r.saga_id,
+            name=r.name,
+            version=r.version,
+            status=SagaStatus(r.status),
+            last_seq=r.last_seq,
+            created_at=from_ts(r.created_at),
+            updated_at=from_ts(r.updated_at),
+            wake_at=None if r.wake_at is None else from_ts(r.wake_at),
+            lease_owner=r.lease_owner,
+            lease_expires_at=None if r.lease_expires_at is None else from_ts(r.lease_expires_at),
+        )
+
+    @translated
+    def summary(self, saga_id: str) -> SagaSummary:
+        with self._read() as conn:
+            r = conn.execute(sa.select(sagas).where(sagas.c.saga_id == saga_id)).first()
+        if r is None:
+            raise SagaNotFound(f"no saga has id {saga_id!r}")
+        return self._summary(r)
+
+    @translated
+    def find(
+        self,
+        *,
+        status: SagaStatus | str | None = None,
+        name: str | None = None,
+        limit: int = 50,
+    ) -> list[SagaSummary]:
+        if isinstance(limit, bool) or not isinstance(limit, int) or limit < 1:
+            raise InvalidInput(f"limit must be a positive whole number, got {limit!r}")
+        stmt = sa.select(sagas)
+        if status is not None:
+            try:
+                stmt = stmt.where(sagas.c.status == SagaStatus(status).value)
+            except ValueError:
+                choices = ", ".join(s.value for s in SagaStatus)
+                raise InvalidInput(f"unknown status {status!r}; choose from {choices}") from None
+        if name is not None:
+            stmt = stmt.where(sagas.c.name == name)
+        stmt = stmt.order_by(sagas.c.updated_at.desc(), sagas.c.saga_id).limit(limit)
+        with self._read() as conn:
+            return [self._summary(r) for r in conn.execute(stmt)]
+
+    def _due_query(self, now: datetime, names: Iterable[str] | None, limit: int
+                   ) -> sa.Select[tuple[str]]:
+        ts = to_ts(now)
+        stmt = (
+            sa.select(sagas.c.saga_id)
+            .where(
+                sagas.c.wake_at <= ts,
+                sagas.c.status.in_(_ACTIVE),
+                sa.or_(sagas.c.lease_owner.is_(None), sagas.c.lease_expires_at < ts),
+            )
+            .order_by(sagas.c.wake_at)
+            .limit(limit)
+        )
+        if names is not None:
+            stmt = stmt.where(sagas.c.name.in_(list(names)))
+        return stmt
+
+    @translated
+    def due(self, now: datetime, *, names: Iterable[str] | None = None, limit: int = 100
+            ) -> list[str]:
+        with self._read() as conn:
+            return [str(r) for r in conn.execute(self._due_query(now, names, limit)).scalars()]
+
+    @translated
+    def next_wake(self, *, names: Iterable[str] | None = None) -> datetime | None:
+        lease_free_at = sa.case(
+            (sagas.c.lease_expires_at > sagas.c.wake_at, sagas.c.lease_expires_at),
+            else_=sagas.c.wake_at,
+        )
+        stmt = sa.select(sa.func.min(lease_free_at)).where(
+            sagas.c.wake_at.is_not(None), sagas.c.status.in_(_ACTIVE)
+        )
+        if names is not None:
+            stmt = stmt.where(sagas.c.name.in_(list(names)))
+        with self._read() as conn:
+            ts = conn.execute(stmt).scalar()
+        return None if ts is None else from_ts(ts)
+
+    def close(self) -> None:
+        self.engine.dispose()
+
+    def __repr__(self) -> str:
+        return f"{type(self).__name__}({self.engine.url.render_as_string(hide_password=True)!r})"
