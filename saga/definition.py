@@ -8,7 +8,7 @@ import typing
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Generic, TypeVar
+from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
@@ -108,13 +108,27 @@ class Step(_Action[Any]):
         self.compensation: Compensation | None = None
         self.output_model = _output_model(fn)
 
+    @overload
+    def compensate(self, fn: StepFunction, /) -> Compensation: ...
+
+    @overload
+    def compensate(
+        self,
+        fn: None = None,
+        /,
+        *,
+        retry: Retry = ...,
+        timeout: float | timedelta | None = ...,
+    ) -> Callable[[StepFunction], Compensation]: ...
+
     def compensate(
         self,
         fn: StepFunction | None = None,
+        /,
         *,
         retry: Retry = DEFAULT_COMPENSATION_RETRY,
         timeout: float | timedelta | None = None,
-    ) -> Any:
+    ) -> Compensation | Callable[[StepFunction], Compensation]:
         """Register the compensation of this step (usable bare or with options)."""
 
         def register(f: StepFunction) -> Compensation:
@@ -167,14 +181,29 @@ class Saga:
         self.steps: list[Step] = []
         self._by_name: dict[str, Step] = {}
 
+    @overload
+    def step(self, fn: StepFunction, /) -> Step: ...
+
+    @overload
+    def step(
+        self,
+        fn: None = None,
+        /,
+        *,
+        name: str | None = ...,
+        retry: Retry = ...,
+        timeout: float | timedelta | None = ...,
+    ) -> Callable[[StepFunction], Step]: ...
+
     def step(
         self,
         fn: StepFunction | None = None,
+        /,
         *,
         name: str | None = None,
         retry: Retry = DEFAULT_STEP_RETRY,
         timeout: float | timedelta | None = None,
-    ) -> Any:
+    ) -> Step | Callable[[StepFunction], Step]:
         """Add a step (usable bare, ``@saga.step``, or with options). Steps run in order."""
 
         def register(f: StepFunction) -> Step:

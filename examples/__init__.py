@@ -1,0 +1,1 @@
+"""Runnable examples (``saga worker examples.trip``)."""
