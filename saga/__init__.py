@@ -28,7 +28,7 @@ from .errors import (
 )
 from .policies import Retry
 from .state import ErrorInfo, SagaStatus, SagaView, StepView
-from .store import EventStore, SagaSummary, StoredEvent
+from .store import EventLog, EventStore, SagaSummary, StoredEvent
 
 __all__ = [
     "Clock",
@@ -36,6 +36,7 @@ __all__ = [
     "Coordinator",
     "DefinitionError",
     "ErrorInfo",
+    "EventLog",
     "EventStore",
     "InvalidInput",
     "InvalidOperation",

@@ -30,13 +30,15 @@ from .errors import (
     InvalidInput,
     InvalidOperation,
     LeaseHeld,
+    PayloadTooLarge,
+    SagaError,
     SagaIdConflict,
-    SagaNotFound,
     StoreError,
     UnknownSagaName,
 )
 from .execution import Outcome, run_attempt
 from .state import (
+    AttemptError,
     Phase,
     Record,
     Rest,
@@ -50,7 +52,8 @@ from .state import (
     fold,
     idempotency_key,
 )
-from .store.base import EventStore, check_saga_id
+from .store.base import EventLog, check_saga_id
+from .store.notify import Wakeup
 
 __all__ = ["Coordinator"]
 
@@ -83,13 +86,14 @@ class Coordinator:
     of one name may be registered; :meth:`start` uses the newest). ``lease``
     is how many seconds a claim on a saga lasts unless renewed; a coordinator
     renews the leases of attempts it is running every ``lease / 3`` seconds.
-    ``clock`` defaults to the system clock; tests and the simulator pass a
-    :class:`~saga.VirtualClock`.
+    ``clock`` defaults to the store's (on PostgreSQL the database server's
+    clock, so that leases mean the same on every machine); tests and the
+    simulator pass a :class:`~saga.VirtualClock`.
     """
 
     def __init__(
         self,
-        store: EventStore,
+        store: EventLog,
         sagas: Iterable[Saga] = (),
         *,
         lease: float = 30.0,
@@ -97,8 +101,8 @@ class Coordinator:
         worker_id: str | None = None,
         poll_interval: float = 0.5,
     ) -> None:
-        if not isinstance(store, EventStore):
-            raise InvalidInput(f"store must be an EventStore, not {store!r}")
+        if not isinstance(store, EventLog):
+            raise InvalidInput(f"store must be an EventStore (or another saga.EventLog), not {store!r}")
         if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
             raise InvalidInput(f"lease must be a positive number of seconds, got {lease!r}")
         if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or not (
@@ -107,7 +111,7 @@ class Coordinator:
             raise InvalidInput(f"poll_interval must be positive, got {poll_interval!r}")
         self.store = store
         self.lease = float(lease)
-        self.clock = clock or SystemClock()
+        self.clock = clock or store.default_clock()
         self.poll_interval = float(poll_interval)
         self.worker_id = worker_id or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self._versions: dict[tuple[str, int], Saga] = {}
@@ -261,11 +265,11 @@ class Coordinator:
             if self.store.summary(saga_id).last_seq != seq:
                 return
 
-    def _drive_once(self, saga_id: str) -> tuple[_Result, SagaView]:
+    def _drive_once(self, saga_id: str, *, claimed: bool = False) -> tuple[_Result, SagaView]:
         stored = self.store.load(saga_id)
         state = fold(saga_id, (s.event for s in stored))
         saga = self._definition(state.name, state.version)
-        return self._drive(saga_id, saga, state)
+        return self._drive(saga_id, saga, state, claimed=claimed)
 
     def _drive(
         self,
@@ -274,14 +278,15 @@ class Coordinator:
         state: SagaState,
         *,
         run_first: StartAttempt | None = None,
+        claimed: bool = False,
     ) -> tuple[_Result, SagaView]:
         """Drive a saga whose state is ``state`` (the log up to ``state.seq``) until it rests.
 
         With ``run_first`` the attempt's start is already in the log and this
-        coordinator holds the lease.
+        coordinator holds the lease; with ``claimed`` it holds the lease.
         """
         persisted = state.seq
-        holding = run_first is not None
+        holding = run_first is not None or claimed
         pending: list[ev.Event] = []
         unrecorded: _Unrecorded | None = None
         conflicts = 0
@@ -323,6 +328,23 @@ class Coordinator:
             except LeaseHeld:
                 log.info("saga %s: another coordinator holds the lease; letting go", saga_id)
                 return _Busy(), state.view()
+            except PayloadTooLarge as too_big:
+                if unrecorded is None or unrecorded.outcome.error is not None:
+                    raise
+                # The step's result cannot be recorded: record the attempt as failed for
+                # good instead, with its effect in doubt (so it is compensated).
+                log.warning("saga %s: step %s: %s", saga_id, unrecorded.attempt.step, too_big)
+                too_large = AttemptError(
+                    type="PayloadTooLarge", message=f"result too large: {too_big}",
+                    retryable=False, lost=True,
+                )
+                unrecorded = _Unrecorded(unrecorded.attempt, Outcome(error=too_large), unrecorded.at)
+                state = fold(saga_id, (s.event for s in self.store.load(saga_id)))
+                persisted, action = state.seq, None
+                pending = self._rerecord(saga, state, unrecorded)
+                for recorded in pending:
+                    state.apply(recorded)
+                unrecorded = None
             except ConcurrencyError:
                 conflicts += 1
                 if conflicts > _MAX_CONFLICTS:
@@ -467,6 +489,7 @@ class Coordinator:
         skipped: set[str] = set()
         in_flight: dict[str, Future[tuple[_Result, SagaView]]] = {}
         driven = 0
+        wakeup = Wakeup() if until_idle else self.store.subscribe()
         with ThreadPoolExecutor(concurrency, thread_name_prefix="saga-worker") as pool:
             while not stop.is_set():
                 for sid, fut in list(in_flight.items()):
@@ -476,14 +499,22 @@ class Coordinator:
                         if not self._drove(sid, fut):
                             skipped.add(sid)
                 room = concurrency - len(in_flight)
-                due = []
+                due: list[str] = []
                 if room > 0:
-                    candidates = self.store.due(
-                        self.clock.now(), names=names, limit=room + len(in_flight) + len(skipped)
-                    )
-                    due = [s for s in candidates if s not in in_flight and s not in skipped][:room]
+                    now = self.clock.now()
+                    try:
+                        due = self.store.claim(
+                            self.worker_id, now, until=now + timedelta(seconds=self.lease),
+                            names=names, limit=room, exclude=set(in_flight) | skipped,
+                        )
+                    except StoreError as e:
+                        if until_idle:
+                            raise
+                        log.warning("cannot claim work, trying again: %s", e)
+                        wakeup.wait(self.poll_interval, stop)
+                        continue
                 for sid in due:
-                    in_flight[sid] = pool.submit(self._drive_once, sid)
+                    in_flight[sid] = pool.submit(self._drive_once, sid, claimed=True)
                 if due:
                     continue
                 if in_flight:
@@ -491,31 +522,52 @@ class Coordinator:
                     continue
                 if until_idle:
                     break
-                self._idle(stop, names)
+                self._idle(stop, names, wakeup)
         return driven
 
     def _drove(self, saga_id: str, fut: Future[tuple[_Result, SagaView]]) -> bool:
-        """Log a finished drive; ``False`` if the saga cannot be driven here at all."""
+        """Log a finished drive; ``False`` if the saga cannot be driven here at all.
+
+        A drive that failed lets go of the saga's lease, so that another worker
+        (or this one, later) can take it up without waiting for it to expire.
+        """
         try:
             fut.result()
+            return True
         except UnknownSagaName as e:
             log.error("saga %s: %s", saga_id, e)
+            self._let_go(saga_id)
             return False
-        except (StoreError, ConcurrencyError, SagaNotFound) as e:
+        except SagaError as e:
             log.warning("saga %s: %s", saga_id, e)
-        return True
+            self._let_go(saga_id)
+            return True
+        except BaseException:
+            self._let_go(saga_id)
+            raise
+
+    def _let_go(self, saga_id: str) -> None:
+        try:
+            self.store.release(self.worker_id, saga_id)
+        except StoreError as e:
+            log.warning("saga %s: cannot release the lease (it will expire): %s", saga_id, e)
 
     def _wait_any(self, in_flight: dict[str, Future[tuple[_Result, SagaView]]]) -> None:
         wait(list(in_flight.values()), timeout=self.poll_interval, return_when=FIRST_COMPLETED)
 
-    def _idle(self, stop: threading.Event, names: list[str]) -> None:
+    def _idle(self, stop: threading.Event, names: list[str], wakeup: Wakeup) -> None:
+        """Sleep until the next saga is due, a notification arrives, or one polling period."""
         now = self.clock.now()
-        wake = self.store.next_wake(names=names)
+        try:
+            wake = self.store.next_wake(names=names)
+        except StoreError as e:
+            log.warning("cannot read the next wake-up time: %s", e)
+            wake = None
         pause = self.poll_interval
         if wake is not None:
             pause = min(pause, max((wake - now).total_seconds(), 0.0) + 0.001)
         if isinstance(self.clock, SystemClock):
-            stop.wait(pause)
+            wakeup.wait(pause, stop)
         else:
             self.clock.sleep(pause)
 

@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
-from typing import Any
+from queue import SimpleQueue
+from typing import Any, ClassVar
 
 from .codec import InvalidValue, to_json_value
 from .definition import StepContext
@@ -29,7 +31,9 @@ class Outcome:
 def error_name(error: BaseException) -> str:
     """``module.Class`` for an exception (builtins without the module)."""
     cls = type(error)
-    return cls.__qualname__ if cls.__module__ == "builtins" else f"{cls.__module__}.{cls.__qualname__}"
+    if cls.__module__ in ("builtins", "saga.errors"):
+        return cls.__qualname__
+    return f"{cls.__module__}.{cls.__qualname__}"
 
 
 def describe(error: BaseException, retry: Retry) -> AttemptError:
@@ -96,7 +100,8 @@ class _Timeout(Exception):
 def _timed_out(ctx: StepContext, timeout: float) -> Outcome:
     return Outcome(error=AttemptError(
         type="AttemptTimedOut",
-        message=f"attempt {ctx.attempt} of {ctx.step} ran past its {timeout:g}s limit",
+        message=f"attempt {ctx.attempt} of {ctx.step} was still running at its time limit "
+        f"({timeout:.3g}s)",
         timed_out=True,
     ))
 
@@ -117,21 +122,78 @@ async def _within(coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
 
 
 def _run_in_thread(fn: Callable[[StepContext], Any], ctx: StepContext, timeout: float) -> Any:
-    box: list[Any] = []
-    done = threading.Event()
+    job = _Job(fn, ctx)
+    _StepThread.take().give(job)
+    if not job.done.acquire(timeout=timeout):
+        raise _Timeout  # the thread runs on; its late result is dropped
+    if job.error is not None:
+        raise job.error
+    return job.value
 
-    def target() -> None:
-        try:
-            box.append((True, fn(ctx)))
-        except BaseException as e:
-            box.append((False, e))
-        finally:
-            done.set()
 
-    threading.Thread(target=target, name=f"saga-step-{ctx.step}", daemon=True).start()
-    if not done.wait(timeout):
-        raise _Timeout
-    ok, value = box[0]
-    if not ok:
-        raise value
-    return value
+class _Job:
+    """One call handed to a step thread; ``done`` is released when it has returned or raised."""
+
+    __slots__ = ("ctx", "done", "error", "fn", "value")
+
+    def __init__(self, fn: Callable[[StepContext], Any], ctx: StepContext) -> None:
+        self.fn, self.ctx = fn, ctx
+        self.value: Any = None
+        self.error: BaseException | None = None
+        self.done = threading.Lock()
+        self.done.acquire()
+
+
+class _StepThread:
+    """A daemon thread that runs plain steps that have a timeout, one at a time.
+
+    Starting a thread per attempt costs more than the rest of a step's
+    bookkeeping, so idle threads wait for the next job. A step that runs past
+    its timeout is abandoned: its thread finishes the call in its own time (as
+    a daemon it cannot hold up the process's exit), its result is dropped, and
+    only then does it become idle again.
+    """
+
+    _idle: ClassVar[list[_StepThread]] = []
+    _lock: ClassVar[threading.Lock] = threading.Lock()
+    MAX_IDLE: ClassVar[int] = 64
+
+    def __init__(self) -> None:
+        self._jobs: SimpleQueue[_Job] = SimpleQueue()
+        threading.Thread(target=self._loop, name="saga-step", daemon=True).start()
+
+    @classmethod
+    def take(cls) -> _StepThread:
+        """An idle thread, or a new one."""
+        with cls._lock:
+            if cls._idle:
+                return cls._idle.pop()
+        return cls()
+
+    @classmethod
+    def _forget_idle(cls) -> None:
+        """In a forked child the idle threads do not exist."""
+        cls._idle = []
+        cls._lock = threading.Lock()
+
+    def give(self, job: _Job) -> None:
+        self._jobs.put(job)
+
+    def _loop(self) -> None:
+        while True:
+            job = self._jobs.get()
+            threading.current_thread().name = f"saga-step-{job.ctx.step}"
+            try:
+                job.value = job.fn(job.ctx)
+            except BaseException as e:
+                job.error = e
+            with self._lock:
+                idle = len(self._idle) < self.MAX_IDLE
+                if idle:
+                    self._idle.append(self)
+            job.done.release()
+            if not idle:
+                return
+
+
+os.register_at_fork(after_in_child=_StepThread._forget_idle)

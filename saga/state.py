@@ -344,7 +344,7 @@ def decide(state: SagaState, saga: Saga, now: datetime) -> Action:
                 return Record(_lost(state, saga, s, compensation=False, now=now))
         for s in steps:
             if s.forward.phase is Phase.GAVE_UP:
-                return Record((ev.StepFailed(step=s.name, reason=s.forward.gave_up or "", at=now),))
+                return Record((ev.StepFailed(step=s.name, reason=_why(s.forward), at=now),))
         for s in steps:
             if s.forward.phase is Phase.FAILED:
                 reason = f"step {s.name} failed: {s.failure}"
@@ -376,7 +376,7 @@ def decide(state: SagaState, saga: Saga, now: datetime) -> Action:
             return Record(_lost(state, saga, s, compensation=True, now=now))
     for s in steps:
         if s.compensation.phase is Phase.GAVE_UP:
-            reason = s.compensation.gave_up or ""
+            reason = _why(s.compensation)
             return Record((
                 ev.CompensationFailed(step=s.name, reason=reason, at=now),
                 ev.SagaFailed(step=s.name, reason=reason, at=now),
@@ -393,6 +393,14 @@ def decide(state: SagaState, saga: Saga, now: datetime) -> Action:
         timeout_at = now + timedelta(seconds=comp.timeout) if comp.timeout else None
         return StartAttempt(s.name, c.attempts + 1, compensation=True, timeout_at=timeout_at)
     return Record((ev.SagaCompensated(at=now),))
+
+
+def _why(track: Track) -> str:
+    """Why a step or compensation failed for good: its last error and why it was not retried."""
+    err = track.last_error
+    if err is None:
+        return track.gave_up or "gave up"
+    return f"{err.type}: {err.message} ({track.gave_up})"
 
 
 def attempt_outcome(
@@ -442,7 +450,7 @@ def _failure(  # noqa: PLR0917
     if action is None:
         gave_up = f"step {step_name} is not in version {saga.version} of {saga.name}"
     elif not error.retryable:
-        gave_up = f"{error.type} is not retried: {error.message}"[:500]
+        gave_up = "not retried"
     elif not compensation and state.status is not SagaStatus.RUNNING:
         gave_up = "the saga is compensating"
     elif not compensation and state.deadline is not None and now >= state.deadline:

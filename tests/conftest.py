@@ -2,12 +2,17 @@
 
 from __future__ import annotations
 
+import os
+import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
+import sqlalchemy as sa
 
 from saga import EventStore, VirtualClock
+
+DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
 
 @pytest.fixture
@@ -22,9 +27,70 @@ def clock() -> VirtualClock:
     return VirtualClock()
 
 
-@pytest.fixture(params=["sqlite"])
+def postgres_admin_url() -> str:
+    """Where the tests find PostgreSQL: ``$SAGA_TEST_POSTGRES_URL``, else the local server."""
+    return os.environ.get("SAGA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
+
+
+class PostgresDatabases:
+    """Creates databases for tests from one template migrated to head."""
+
+    def __init__(self, admin_url: str) -> None:
+        self.admin_url = sa.make_url(admin_url)
+        self.admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
+        self.template = f"saga_tmpl_{uuid.uuid4().hex[:12]}"
+        self._execute(f'CREATE DATABASE "{self.template}"')
+        EventStore(self.url_of(self.template)).close()
+
+    def url_of(self, database: str) -> str:
+        return self.admin_url.set(database=database).render_as_string(hide_password=False)
+
+    def _execute(self, sql: str) -> None:
+        with self.admin.connect() as conn:
+            conn.exec_driver_sql(sql)
+
+    def create(self) -> str:
+        name = f"saga_test_{uuid.uuid4().hex[:12]}"
+        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
+        return name
+
+    def drop(self, name: str) -> None:
+        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+    def close(self) -> None:
+        self.drop(self.template)
+        self.admin.dispose()
+
+
+@pytest.fixture(scope="session")
+def postgres_databases() -> Iterator[PostgresDatabases]:
+    """The session's template database; skips (or, with ``$CI`` set, fails) without a server."""
+    url = postgres_admin_url()
+    try:
+        dbs = PostgresDatabases(url)
+    except Exception as e:
+        rendered = sa.make_url(url).render_as_string(hide_password=True)
+        message = f"PostgreSQL is not reachable at {rendered}: {str(e).strip().splitlines()[0]}"
+        if os.environ.get("CI"):
+            pytest.fail(f"{message} (CI is set: the PostgreSQL tests must run)", pytrace=False)
+        pytest.skip(message)
+    yield dbs
+    dbs.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
+    """A fresh PostgreSQL database for this test, with the schema at head; dropped afterwards."""
+    name = postgres_databases.create()
+    yield postgres_databases.url_of(name)
+    postgres_databases.drop(name)
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     """A fresh database of each backend (the store contract runs on every one)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
     return f"sqlite:///{tmp_path / 'saga.db'}"
 
 
@@ -32,5 +98,13 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 def store(store_url: str) -> Iterator[EventStore]:
     """An event store on a fresh database."""
     s = EventStore(store_url)
+    yield s
+    s.close()
+
+
+@pytest.fixture
+def sqlite_store(sqlite_url: str) -> Iterator[EventStore]:
+    """An event store on a fresh SQLite file (for tests that are about the coordinator)."""
+    s = EventStore(sqlite_url)
     yield s
     s.close()

@@ -6,13 +6,15 @@ from abc import ABC, abstractmethod
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any
+from typing import Any, Self
 
 from .. import events as ev
+from ..clock import Clock, SystemClock
 from ..errors import InvalidInput
 from ..state import SagaStatus, SagaView, fold
+from .notify import Wakeup
 
-__all__ = ["EventStore", "SagaSummary", "StoredEvent"]
+__all__ = ["EventLog", "SagaSummary", "StoredEvent"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -64,12 +66,11 @@ class SagaSummary:
     lease_expires_at: datetime | None
 
 
-class EventStore(ABC):
-    """The append-only log of saga events, and the index of sagas beside it.
+class EventLog(ABC):
+    """The interface of an event store: the append-only log of saga events, and
+    the index of sagas beside it (:class:`saga.EventStore` implements it on SQL).
 
-    ``EventStore(url)`` opens the backend the URL names (``sqlite:///file.db``
-    or ``postgresql+psycopg://…``) and creates the schema on an empty
-    database. Every method raises :class:`~saga.SagaError` subclasses only:
+    Every method raises :class:`~saga.SagaError` subclasses only:
     :class:`~saga.SagaNotFound`, :class:`~saga.errors.ConcurrencyError`
     (and its :class:`~saga.errors.LeaseHeld`), :class:`~saga.errors.StoreError`
     wrapping a driver error.
@@ -80,14 +81,6 @@ class EventStore(ABC):
     a live lease. That check is the fence against a worker that lost its
     lease without noticing.
     """
-
-    def __new__(cls, url: str | None = None, *args: Any, **kwargs: Any) -> EventStore:
-        backend = cls
-        if cls is EventStore:
-            from .factory import backend_for
-
-            backend = backend_for(url)
-        return super().__new__(backend)
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -169,6 +162,32 @@ class EventStore(ABC):
         """The earliest time an active saga needs attention (``None``: none is waiting)."""
 
     @abstractmethod
+    def claim(
+        self,
+        owner: str,
+        now: datetime,
+        *,
+        until: datetime,
+        names: Iterable[str] | None = None,
+        limit: int = 100,
+        exclude: Iterable[str] = (),
+    ) -> list[str]:
+        """Lease up to ``limit`` due sagas (as :meth:`due` finds them) to ``owner`` until ``until``.
+
+        Atomic: two workers claiming at once never get the same saga (on
+        PostgreSQL, rows another transaction is claiming are skipped, not
+        waited for). Returns the ids claimed, most overdue first.
+        """
+
+    def default_clock(self) -> Clock:
+        """The clock a coordinator on this store uses unless given one: the database's time."""
+        return SystemClock()
+
+    def subscribe(self) -> Wakeup:
+        """A wake-up set when a saga may have become due (never set if the backend cannot tell)."""
+        return Wakeup()
+
+    @abstractmethod
     def close(self) -> None:
         """Release connections."""
 
@@ -182,7 +201,7 @@ class EventStore(ABC):
         """The saga's current state, folded from its events."""
         return fold(saga_id, (e.event for e in self.load(saga_id))).view()
 
-    def __enter__(self) -> EventStore:
+    def __enter__(self) -> Self:
         return self
 
     def __exit__(self, *exc: object) -> None:

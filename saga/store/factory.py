@@ -11,7 +11,7 @@ from sqlalchemy.exc import ArgumentError
 from ..errors import InvalidInput
 
 if TYPE_CHECKING:
-    from .base import EventStore
+    from .sql import EventStore
 
 __all__ = ["DEFAULT_URL", "backend_for", "default_url"]
 

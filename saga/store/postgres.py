@@ -1,20 +1,121 @@
-"""The scale-out backend: PostgreSQL through psycopg 3, with a connection pool."""
+"""The scale-out backend: PostgreSQL through psycopg 3, with a connection pool.
+
+Many workers, on one or many machines, share one database; PostgreSQL is
+the only thing they agree through.
+
+Claiming. A worker leases due sagas with ``SELECT … FOR UPDATE SKIP LOCKED``
+then ``UPDATE`` in one transaction (:meth:`~saga.store.sql.EventStore.claim`): two
+workers never claim the same saga, and neither waits for the other.
+
+Fencing. Every append is one ``UPDATE sagas … WHERE last_seq = :expected AND
+(the lease is free, ours, or expired)`` followed by the ``INSERT`` of the
+events. Under READ COMMITTED a second appender blocks on the row lock of the
+first and, when the first commits, PostgreSQL re-evaluates its ``WHERE``
+against the new row: ``last_seq`` moved, zero rows, the append is refused.
+The unique ``(saga_id, seq)`` constraint is the second line of defence.
+
+Time. Lease expiry and ``wake_at`` are compared with the ``now`` the
+coordinator passes in, so that the virtual clock of the tests keeps working;
+on PostgreSQL the coordinator's default clock is :class:`DatabaseClock`,
+whose ``now()`` follows the server's ``clock_timestamp()``: the offset to
+the server is sampled over one round trip (at its midpoint) and re-sampled
+every minute, and time in between advances with the local monotonic clock.
+Every worker therefore reads the same clock, the server's, and a machine
+whose wall clock is minutes off neither steals live leases nor sleeps
+through retries. (The error is half a round trip plus a minute of local
+drift, milliseconds against leases of tens of seconds.) Recording times
+(``recorded_at``) are written by the server itself.
+
+Waking up. A transaction that makes a saga due with no one holding it
+(``start``, an operator's cancel or retry) also runs ``pg_notify``; each
+process keeps one dedicated ``LISTEN`` connection (:mod:`saga.store.notify`),
+so idle workers wake within milliseconds of the commit. Workers still poll,
+which covers lost notifications and sagas whose lease or backoff runs out.
+
+Faults. Dropped connections, a restarted server, ``pg_terminate_backend``,
+serialization failures and deadlocks are retried, the whole transaction
+again (:mod:`saga.store.faults`); a stale pooled connection is replaced
+before use (``pool_pre_ping``).
+"""
 
 from __future__ import annotations
 
+import logging
+import threading
+import time
+from datetime import datetime
+
 import sqlalchemy as sa
 
-from .sql import SQLEventStore, dumps
+from ..clock import Clock, SystemClock
+from .notify import CHANNEL, PostgresListener, Wakeup
+from .sql import EventStore, dumps, from_ts
 
-__all__ = ["PostgresEventStore"]
+__all__ = ["DatabaseClock", "PostgresEventStore"]
 
 _MIGRATION_LOCK = 0x5A6A_0001
 
+log = logging.getLogger("saga.store")
 
-class PostgresEventStore(SQLEventStore):
+_NOTIFY = sa.text("SELECT pg_notify(:channel, '')").bindparams(channel=CHANNEL)
+
+
+class DatabaseClock(SystemClock):
+    """The database server's clock, read locally: ``now()`` costs no round trip.
+
+    ``resync`` is how many seconds pass between two samples of the offset.
+    If the server cannot be reached, the last offset is kept (at first: the
+    local clock) and sampling is tried again five seconds later. ``now()``
+    never goes backwards.
+    """
+
+    def __init__(self, engine: sa.Engine, *, resync: float = 60.0) -> None:
+        self._engine = engine
+        self._resync = resync
+        self._lock = threading.Lock()
+        self._base_server = time.time()
+        self._base_local = time.monotonic()
+        self._next_sync = 0.0
+        self._last = 0.0
+
+    def _sample(self) -> None:
+        with self._engine.connect() as conn:
+            before = time.monotonic()
+            server = conn.execute(
+                sa.text("SELECT extract(epoch from clock_timestamp())::double precision")
+            ).scalar_one()
+            after = time.monotonic()
+        self._base_server, self._base_local = float(server), (before + after) / 2
+
+    def offset(self) -> float:
+        """Seconds the server's clock is ahead of this machine's wall clock."""
+        return self.now().timestamp() - time.time()
+
+    def now(self) -> datetime:
+        with self._lock:
+            local = time.monotonic()
+            if local >= self._next_sync:
+                try:
+                    self._sample()
+                    self._next_sync = local + self._resync
+                except sa.exc.SQLAlchemyError as e:
+                    log.warning("cannot read the database's clock, keeping the last offset: %s", e)
+                    self._next_sync = local + 5.0
+                local = time.monotonic()
+            ts = max(self._base_server + (local - self._base_local), self._last)
+            self._last = ts
+        return from_ts(ts)
+
+
+class PostgresEventStore(EventStore):
     """An event store in PostgreSQL (``postgresql+psycopg://user@host/db``)."""
 
     db_now = sa.literal_column("extract(epoch from clock_timestamp())::double precision")
+    group_commit = True  # concurrent drives' appends share a transaction (saga.store.group)
+
+    _listener: PostgresListener | None = None
+    _clock: DatabaseClock | None = None
+    _listener_lock = threading.Lock()
 
     def _create_engine(self, url: str) -> sa.Engine:
         u = sa.make_url(url)
@@ -26,3 +127,34 @@ class PostgresEventStore(SQLEventStore):
 
     def _lock_for_migration(self, conn: sa.Connection) -> None:
         conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+
+    def _wake(self, conn: sa.Connection) -> None:
+        conn.execute(_NOTIFY)
+
+    def default_clock(self) -> Clock:
+        with self._listener_lock:
+            if self._clock is None:
+                self._clock = DatabaseClock(self.engine)
+            return self._clock
+
+    def subscribe(self) -> Wakeup:
+        with self._listener_lock:
+            if self._listener is None:
+                conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
+                    hide_password=False
+                )
+                self._listener = PostgresListener(conninfo)
+            listener = self._listener
+        return listener.subscribe()
+
+    def listening(self, timeout: float = 5.0) -> bool:
+        """Wait until this store's notification listener is connected (after :meth:`subscribe`)."""
+        listener = self._listener
+        return listener is not None and listener.listening(timeout)
+
+    def close(self) -> None:
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        super().close()

@@ -28,10 +28,12 @@ from ..errors import (
     StoreError,
 )
 from ..state import SagaStatus
-from .base import EventStore, SagaSummary, StoredEvent, check_saga_id
+from .base import EventLog, SagaSummary, StoredEvent, check_saga_id
+from .faults import retrying
+from .group import BATCH_APPEND, GroupCommit, Pending
 from .schema import HEAD, events, sagas
 
-__all__ = ["SQLEventStore", "from_ts", "to_ts"]
+__all__ = ["EventStore", "SQLEventStore", "from_ts", "to_ts"]
 
 P = ParamSpec("P")
 T = TypeVar("T")
@@ -39,6 +41,35 @@ T = TypeVar("T")
 DEFAULT_MAX_PAYLOAD = 1024 * 1024
 
 _ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
+
+# The hot path's statements are built once, with bound parameters: building a
+# Core statement and its cache key per call costs more than SQLite's commit.
+_B = sa.bindparam
+_CREATE = sagas.insert()
+_APPEND = (
+    sagas.update()
+    .where(sagas.c.saga_id == _B("b_saga_id"), sagas.c.last_seq == _B("b_expected"))
+    .values(last_seq=_B("b_last_seq"), status=_B("b_status"), wake_at=_B("b_wake_at"),
+            updated_at=_B("b_now"))
+)
+_APPEND_FENCED = (
+    _APPEND
+    .where(sa.or_(
+        sagas.c.lease_owner.is_(None),
+        sagas.c.lease_owner == _B("b_owner"),
+        sagas.c.lease_expires_at < _B("b_now"),
+    ))
+    .values(lease_owner=_B("b_lease_owner"), lease_expires_at=_B("b_lease_until"))
+)
+_LOAD = (
+    sa.select(
+        events.c.position, events.c.seq, events.c.type, events.c.schema_version,
+        events.c.data, events.c.recorded_at, events.c.writer,
+    )
+    .where(events.c.saga_id == _B("b_saga_id"))
+    .order_by(events.c.seq)
+)
+_SUMMARY = sa.select(sagas).where(sagas.c.saga_id == _B("b_saga_id"))
 
 
 def to_ts(dt: datetime) -> float:
@@ -57,12 +88,18 @@ def dumps(value: Any) -> str:
 
 
 def translated(fn: Callable[P, T]) -> Callable[P, T]:
-    """Re-raise driver and SQLAlchemy errors as ``StoreError`` (ours pass through)."""
+    """Retry transient faults, then re-raise driver errors as ``StoreError`` (ours pass through).
+
+    The method runs whole again after a transient fault (see
+    :mod:`saga.store.faults`), so it must be one transaction, or safe to repeat.
+    """
 
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        store = args[0]
+        give_up_after = store.retry_for if isinstance(store, SQLEventStore) else 0.0
         try:
-            return fn(*args, **kwargs)
+            return retrying(lambda: fn(*args, **kwargs), give_up_after=give_up_after)
         except SagaError:
             raise
         except sa_exc.SQLAlchemyError as e:
@@ -77,23 +114,53 @@ def _first_line(e: BaseException) -> str:
     return text.strip().splitlines()[0] if text.strip() else type(e).__name__
 
 
-class SQLEventStore(EventStore):
-    """An :class:`EventStore` over SQLAlchemy Core; subclasses pick the database."""
+class EventStore(EventLog):
+    """The saga event log in a SQL database, through SQLAlchemy Core.
+
+    ``EventStore(url)`` opens the database the URL names
+    (``sqlite:///file.db`` or ``postgresql+psycopg://user@host/db``) and
+    creates the schema on an empty one; a database whose schema is behind is
+    refused until ``saga db upgrade`` runs. ``max_payload`` bounds the JSON
+    size of one event (inputs, outputs, errors): larger ones raise
+    :class:`~saga.PayloadTooLarge` before anything is written. Each backend
+    module (``sqlite``, ``postgres``) subclasses it with its engine, clock
+    and locking; ``EventStore(url)`` returns the right one.
+    """
+
+    def __new__(cls, url: str | None = None, *args: Any, **kwargs: Any) -> EventStore:
+        backend: type[EventStore] = cls
+        if cls is EventStore:
+            from .factory import backend_for
+
+            backend = backend_for(url)
+        return super().__new__(backend)
+
 
     url: str
     engine: sa.Engine
     max_payload: int
 
+    #: Seconds a transient database fault (dropped connection, server restart,
+    #: serialization failure) is retried before it surfaces as ``StoreError``.
+    retry_for: float = 30.0
+
+    #: Whether concurrent appends share transactions (:mod:`saga.store.group`); the batch
+    #: statement is PostgreSQL's.
+    group_commit: bool = False
+
     #: SQL for "now" on the database's clock, as epoch seconds.
     db_now: sa.ColumnElement[float]
 
-    def __init__(self, url: str, *, max_payload: int = DEFAULT_MAX_PAYLOAD) -> None:
+    def __init__(
+        self, url: str, *, max_payload: int = DEFAULT_MAX_PAYLOAD, create_schema: bool = True
+    ) -> None:
         if isinstance(max_payload, bool) or not isinstance(max_payload, int) or max_payload < 1:
             raise InvalidInput(f"max_payload must be a positive number of bytes, got {max_payload!r}")
         self.url = url
         self.max_payload = max_payload
         self.engine = self._create_engine(url)
-        self._ensure_schema()
+        if create_schema:
+            self._ensure_schema()
 
     # -- backend hooks ----------------------------------------------------------------------
 
@@ -130,7 +197,9 @@ class SQLEventStore(EventStore):
 
         with self._write() as conn:
             self._lock_for_migration(conn)
-            if sa.inspect(conn).has_table("alembic_version"):
+            if sa.inspect(conn).has_table("alembic_version") and conn.execute(
+                sa.text("SELECT version_num FROM alembic_version")
+            ).first() is not None:
                 return  # another process created it while we waited
             upgrade(conn)
 
@@ -144,6 +213,16 @@ class SQLEventStore(EventStore):
     def revision(self) -> str | None:
         """The schema revision of the database (``None`` if it has none)."""
         return self._revision()
+
+    @translated
+    def upgrade(self) -> str:
+        """Apply every pending migration; returns the revision the database is now at."""
+        from .migrate import upgrade
+
+        with self._write() as conn:
+            self._lock_for_migration(conn)
+            upgrade(conn)
+        return HEAD
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -168,9 +247,13 @@ class SQLEventStore(EventStore):
             })
         return rows
 
+    @functools.cached_property
+    def _insert_stmt(self) -> sa.Insert:
+        return events.insert().values(recorded_at=self.db_now)
+
     def _insert_events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
         if rows:
-            conn.execute(events.insert().values(recorded_at=self.db_now), rows)
+            conn.execute(self._insert_stmt, rows)
 
     @translated
     def create(
@@ -191,25 +274,25 @@ class SQLEventStore(EventStore):
         ts = to_ts(now)
         try:
             with self._write() as conn:
-                if conn.execute(
-                    sa.select(sagas.c.saga_id).where(sagas.c.saga_id == saga_id)
-                ).first() is not None:
-                    return False
-                conn.execute(sagas.insert().values(
-                    saga_id=saga_id,
-                    name=name,
-                    version=version,
-                    status=status.value,
-                    last_seq=len(rows),
-                    created_at=ts,
-                    updated_at=ts,
-                    wake_at=None if wake_at is None else to_ts(wake_at),
-                    lease_owner=owner if lease_until is not None else None,
-                    lease_expires_at=None if lease_until is None else to_ts(lease_until),
-                ))
+                conn.execute(_CREATE, {
+                    "saga_id": saga_id,
+                    "name": name,
+                    "version": version,
+                    "status": status.value,
+                    "last_seq": len(rows),
+                    "created_at": ts,
+                    "updated_at": ts,
+                    "wake_at": None if wake_at is None else to_ts(wake_at),
+                    "lease_owner": owner if lease_until is not None else None,
+                    "lease_expires_at": None if lease_until is None else to_ts(lease_until),
+                })
                 self._insert_events(conn, rows)
+                if owner is None and status.is_active:
+                    self._wake(conn)
         except sa_exc.IntegrityError:
-            return False  # a concurrent start with the same id won
+            # The id is taken (the primary key refuses it, and nothing is written), unless
+            # by this very call: a retry after a commit whose outcome was unknown.
+            return self._already_written(saga_id, rows)
         return True
 
     @translated
@@ -226,31 +309,113 @@ class SQLEventStore(EventStore):
         lease_until: datetime | None = None,
     ) -> None:
         rows = self._rows(saga_id, expected_seq + 1, batch, owner)
-        ts = to_ts(now)
-        values: dict[str, Any] = {
-            "last_seq": expected_seq + len(rows),
-            "status": status.value,
-            "wake_at": None if wake_at is None else to_ts(wake_at),
-            "updated_at": ts,
+        params: dict[str, Any] = {
+            "b_saga_id": saga_id,
+            "b_expected": expected_seq,
+            "b_last_seq": expected_seq + len(rows),
+            "b_status": status.value,
+            "b_wake_at": None if wake_at is None else to_ts(wake_at),
+            "b_now": to_ts(now),
         }
-        stmt = sagas.update().where(sagas.c.saga_id == saga_id, sagas.c.last_seq == expected_seq)
+        stmt = _APPEND
         if owner is not None:
-            stmt = stmt.where(sa.or_(
-                sagas.c.lease_owner.is_(None),
-                sagas.c.lease_owner == owner,
-                sagas.c.lease_expires_at < ts,
-            ))
-            values["lease_owner"] = owner if lease_until is not None else None
-            values["lease_expires_at"] = None if lease_until is None else to_ts(lease_until)
+            stmt = _APPEND_FENCED
+            params["b_owner"] = owner
+            params["b_lease_owner"] = owner if lease_until is not None else None
+            params["b_lease_until"] = None if lease_until is None else to_ts(lease_until)
+        wake = (status.is_active and (owner is None or lease_until is None)
+                and wake_at is not None and wake_at <= now)
         try:
-            with self._write() as conn:
-                if conn.execute(stmt.values(**values)).rowcount != 1:
-                    self._refused(conn, saga_id, expected_seq, owner)
-                self._insert_events(conn, rows)
+            item = Pending(saga_id, (expected_seq, params, rows, owner, wake, stmt))
+            if self.group_commit:
+                self._group.submit(item)  # raises this append's own refusal
+                if not item.solo:
+                    return
+            self._append_alone(item)
         except sa_exc.IntegrityError as e:
             raise ConcurrencyError(
                 f"saga {saga_id}: another writer appended after seq {expected_seq}"
             ) from e
+        except ConcurrencyError as e:
+            # A retry after a lost COMMIT finds the log moved on: if it moved on by exactly
+            # these events, the first try committed and this append succeeded.
+            if not rows or isinstance(e, LeaseHeld) or not self._already_written(saga_id, rows):
+                raise
+
+    @functools.cached_property
+    def _group(self) -> GroupCommit:
+        return GroupCommit(self._append_batch)
+
+    def _append_alone(self, item: Pending) -> None:
+        """One append in a transaction of its own."""
+        expected_seq, params, rows, owner, wake, stmt = item.payload
+        with self._write() as conn:
+            if conn.execute(stmt, params).rowcount != 1:
+                self._refused(conn, item.key, expected_seq, owner)
+            self._insert_events(conn, rows)
+            if wake:
+                self._wake(conn)
+
+    def _append_batch(self, batch: list[Pending]) -> None:
+        """Commit the appends of many sagas in one transaction (see :mod:`saga.store.group`)."""
+        cols: dict[str, list[Any]] = {k: [] for k in (
+            "saga_id", "expected", "last_seq", "status", "wake_at", "now", "fenced", "owner",
+            "lease_owner", "lease_until", "e_saga_id", "e_seq", "e_type", "e_schema_version",
+            "e_data", "e_writer")}
+        for it in batch:
+            _, params, rows, owner, _, _ = it.payload
+            for k in ("saga_id", "expected", "last_seq", "status", "wake_at", "now"):
+                cols[k].append(params[f"b_{k}"])
+            cols["fenced"].append(owner is not None)
+            cols["owner"].append(owner)
+            cols["lease_owner"].append(params.get("b_lease_owner"))
+            cols["lease_until"].append(params.get("b_lease_until"))
+            for r in rows:
+                for k in ("saga_id", "seq", "type", "schema_version", "writer"):
+                    cols[f"e_{k}"].append(r[k])
+                cols["e_data"].append(dumps(r["data"]))
+        try:
+            with self._write() as conn:
+                won = set(conn.execute(BATCH_APPEND, cols).scalars())
+                wake = False
+                for it in batch:
+                    expected, _, _, owner, item_wake, _ = it.payload
+                    if it.key in won:
+                        wake = wake or item_wake
+                        continue
+                    try:
+                        self._refused(conn, it.key, expected, owner)
+                    except SagaError as e:
+                        it.error = e
+                if wake:
+                    self._wake(conn)
+        except sa_exc.SQLAlchemyError:
+            # Nothing is known to have committed: each append runs again on its own, with
+            # its own fault handling (and its own check for a commit that did happen).
+            for it in batch:
+                it.error, it.solo = None, True
+
+    def _already_written(self, saga_id: str, rows: list[dict[str, Any]]) -> bool:
+        """Whether the log holds exactly ``rows`` (same seq, type, writer, data) already."""
+        if not rows:
+            return False
+        first, last = rows[0]["seq"], rows[-1]["seq"]
+        with self._read() as conn:
+            found = conn.execute(
+                sa.select(events.c.seq, events.c.type, events.c.writer, events.c.data)
+                .where(events.c.saga_id == saga_id, events.c.seq.between(first, last))
+                .order_by(events.c.seq)
+            ).all()
+        if len(found) != len(rows):
+            return False
+        return all(
+            (f.seq, f.type, f.writer, json.loads(dumps(f.data)))
+            == (r["seq"], r["type"], r["writer"], json.loads(dumps(r["data"])))
+            for f, r in zip(found, rows, strict=True)
+        )
+
+    def _wake(self, conn: sa.Connection) -> None:
+        """Tell idle workers, when ``conn``'s transaction commits, that a saga became due."""
 
     def _refused(self, conn: sa.Connection, saga_id: str, expected_seq: int, owner: str | None
                  ) -> None:
@@ -299,14 +464,7 @@ class SQLEventStore(EventStore):
     @translated
     def load(self, saga_id: str) -> list[StoredEvent]:
         with self._read() as conn:
-            rows = conn.execute(
-                sa.select(
-                    events.c.position, events.c.seq, events.c.type, events.c.schema_version,
-                    events.c.data, events.c.recorded_at, events.c.writer,
-                )
-                .where(events.c.saga_id == saga_id)
-                .order_by(events.c.seq)
-            ).all()
+            rows = conn.execute(_LOAD, {"b_saga_id": saga_id}).all()
         if not rows:
             raise SagaNotFound(f"no saga has id {saga_id!r}")
         out = []
@@ -346,7 +504,7 @@ class SQLEventStore(EventStore):
     @translated
     def summary(self, saga_id: str) -> SagaSummary:
         with self._read() as conn:
-            r = conn.execute(sa.select(sagas).where(sagas.c.saga_id == saga_id)).first()
+            r = conn.execute(_SUMMARY, {"b_saga_id": saga_id}).first()
         if r is None:
             raise SagaNotFound(f"no saga has id {saga_id!r}")
         return self._summary(r)
@@ -398,6 +556,35 @@ class SQLEventStore(EventStore):
             return [str(r) for r in conn.execute(self._due_query(now, names, limit)).scalars()]
 
     @translated
+    def claim(
+        self,
+        owner: str,
+        now: datetime,
+        *,
+        until: datetime,
+        names: Iterable[str] | None = None,
+        limit: int = 100,
+        exclude: Iterable[str] = (),
+    ) -> list[str]:
+        pick = self._due_query(now, names, limit)
+        skip = list(exclude)
+        if skip:
+            pick = pick.where(sagas.c.saga_id.not_in(skip))
+        # PostgreSQL: rows another worker is claiming (or appending to) are skipped, not
+        # waited for; a row updated meanwhile is re-checked against the WHERE clause.
+        # SQLite ignores FOR UPDATE: its write transaction holds the database lock.
+        pick = pick.with_for_update(skip_locked=True)
+        with self._write() as conn:
+            ids = [str(r) for r in conn.execute(pick).scalars()]
+            if ids:
+                conn.execute(
+                    sagas.update()
+                    .where(sagas.c.saga_id.in_(ids))
+                    .values(lease_owner=owner, lease_expires_at=to_ts(until))
+                )
+        return ids
+
+    @translated
     def next_wake(self, *, names: Iterable[str] | None = None) -> datetime | None:
         lease_free_at = sa.case(
             (sagas.c.lease_expires_at > sagas.c.wake_at, sagas.c.lease_expires_at),
@@ -417,3 +604,6 @@ class SQLEventStore(EventStore):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.engine.url.render_as_string(hide_password=True)!r})"
+
+
+SQLEventStore = EventStore
