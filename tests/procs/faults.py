@@ -1,0 +1,61 @@
+"""Faults injected from inside a process: SIGKILL itself at a chosen moment.
+
+Nothing here touches the library: the commit hooks are SQLAlchemy event
+listeners on the store's engine, as any user of the engine could install.
+"""
+
+from __future__ import annotations
+
+import os
+import signal
+from typing import Any
+
+import sqlalchemy as sa
+from sqlalchemy import event
+
+__all__ = ["die", "kill_at_append"]
+
+_APPEND = "INSERT INTO SAGA_EVENTS"
+
+
+def die() -> None:
+    """SIGKILL this process: no cleanup, no flush, no atexit, as a power cut would."""
+    os.kill(os.getpid(), signal.SIGKILL)
+
+
+def kill_at_append(engine: sa.Engine, n: int, *, after: bool) -> None:
+    """SIGKILL this process at the ``n``-th commit that writes events (1-based).
+
+    ``after=False``: just before the DBAPI commit (the transaction is lost).
+    ``after=True``: once the commit has returned, when the connection goes
+    back to the pool, before the caller sees the result.
+    Commits that write no events (lease renewals, releases) are not counted;
+    one commit that writes the events of several sagas (group commit) counts once.
+    """
+    count = 0
+
+    @event.listens_for(engine, "before_cursor_execute")
+    def _mark(conn: sa.Connection, _cursor: Any, statement: str, *_args: Any) -> None:
+        if _APPEND in " ".join(statement.upper().split()):  # plain or inside a WITH
+            conn.info["appending"] = True
+
+    @event.listens_for(engine, "rollback")
+    def _rolled_back(conn: sa.Connection) -> None:
+        conn.info.pop("appending", None)
+
+    @event.listens_for(engine, "commit")
+    def _commit(conn: sa.Connection) -> None:
+        nonlocal count
+        if not conn.info.pop("appending", False):
+            return
+        count += 1
+        if count != n:
+            return
+        if not after:
+            die()
+        conn.info["die_at_checkin"] = True
+
+    @event.listens_for(engine.pool, "checkin")
+    def _checkin(_dbapi_conn: Any, record: Any) -> None:
+        if record is not None and record.info.pop("die_at_checkin", False):
+            die()
