@@ -53,7 +53,7 @@ class CommitCutter:
     def _upstream(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
         try:
             while data := client.recv(65536):
-                is_commit = data[:1] == b"Q" and b"COMMIT" in data
+                is_commit = data[:1] == b"Q" and data[5:].rstrip(b"\0").strip() == b"COMMIT"
                 if is_commit:
                     self.commits_seen += 1
                 if is_commit and self.armed.is_set():

@@ -107,13 +107,9 @@ class GroupCommit:
 
 BATCH_APPEND = sa.text("""
 WITH v AS (
-    SELECT * FROM unnest(
-        CAST(:saga_id AS text[]), CAST(:expected AS integer[]), CAST(:last_seq AS integer[]),
-        CAST(:status AS text[]), CAST(:wake_at AS float8[]), CAST(:now AS float8[]),
-        CAST(:fenced AS boolean[]), CAST(:owner AS text[]), CAST(:lease_owner AS text[]),
-        CAST(:lease_until AS float8[])
-    ) AS v(saga_id, expected, last_seq, status, wake_at, now, fenced, owner, lease_owner,
-           lease_until)
+    SELECT * FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS v(
+        saga_id text, expected integer, last_seq integer, status text, wake_at float8,
+        now float8, fenced boolean, owner text, lease_owner text, lease_until float8)
 ), won AS (
     UPDATE sagas AS s SET
         last_seq = v.last_seq,
@@ -130,12 +126,11 @@ WITH v AS (
     RETURNING s.saga_id
 ), inserted AS (
     INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer)
-    SELECT e.saga_id, e.seq, e.type, e.schema_version, CAST(e.data AS jsonb),
+    SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data,
            extract(epoch from clock_timestamp())::double precision, e.writer
-    FROM unnest(
-        CAST(:e_saga_id AS text[]), CAST(:e_seq AS integer[]), CAST(:e_type AS text[]),
-        CAST(:e_schema_version AS smallint[]), CAST(:e_data AS text[]), CAST(:e_writer AS text[])
-    ) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, n)
+    FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
+        saga_id text, seq integer, type text, schema_version smallint, data jsonb, writer text
+    )) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, n)
     JOIN won ON won.saga_id = e.saga_id
     ORDER BY e.n
 )
