@@ -72,3 +72,23 @@ def test_examples_import(path: Path) -> None:
         text=True, timeout=60, check=False,
     )
     assert result.returncode == 0, result.stderr
+
+
+def test_postgres_snippet_runs(postgres_url: str) -> None:
+    block = next(b for b in _blocks("sh") if "export SAGA_DATABASE_URL=postgresql" in b)
+    commands = _commands(block)
+    assert commands[0].startswith("export SAGA_DATABASE_URL=")
+    saga = str(Path(sys.executable).with_name("saga"))
+    env = dict(os.environ, SAGA_DATABASE_URL=postgres_url)  # a scratch database, not the doc's
+    for command in commands[1:]:
+        argv = shlex.split(command)
+        assert argv[0] == "saga"
+        result = subprocess.run(
+            [saga, *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60,
+            check=False,
+        )
+        assert result.returncode == 0, f"{command}: {result.stderr}"
+    listing = subprocess.run(
+        [saga, "list"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=True
+    ).stdout
+    assert "book-trip v1  completed" in listing
