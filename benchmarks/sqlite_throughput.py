@@ -30,7 +30,6 @@ from typing import Any
 from sqlalchemy import event
 
 from saga import Coordinator, EventStore, Retry, Saga, SagaStatus, StepContext
-from saga.store.sql import SQLEventStore
 
 STEPS = 3
 
@@ -61,7 +60,7 @@ class CommitCounter:
         self.commits = 0
         self._lock = threading.Lock()
 
-    def attach(self, store: SQLEventStore) -> None:
+    def attach(self, store: EventStore) -> None:
         """Trace every connection the store's engine opens from now on."""
 
         @event.listens_for(store.engine, "connect")
@@ -148,7 +147,7 @@ def measure(path: Path, *, sagas: int, warmup: int, raw: int, timeout: float | N
     """Run the raw baseline, both saga modes, and the baseline again, on one database file."""
     url = f"sqlite:///{path}"
     store = EventStore(url)
-    assert isinstance(store, SQLEventStore)
+    assert isinstance(store, EventStore)
     counter = CommitCounter()
     counter.attach(store)
     saga = build_saga(timeout=timeout)

@@ -92,10 +92,7 @@ def _open(args: argparse.Namespace, *, create: bool) -> EventStore:
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    from .store.sql import SQLEventStore
-
     store = EventStore(args.db, create_schema=False)
-    assert isinstance(store, SQLEventStore)
     revision = store.upgrade()
     store.close()
     where = sa.make_url(args.db).render_as_string(hide_password=True)

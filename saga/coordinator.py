@@ -52,7 +52,7 @@ from .state import (
     fold,
     idempotency_key,
 )
-from .store.base import EventLog, check_saga_id
+from .store.base import EventLog, StoredEvent, check_saga_id
 from .store.notify import Wakeup
 
 __all__ = ["Coordinator"]
@@ -265,8 +265,10 @@ class Coordinator:
             if self.store.summary(saga_id).last_seq != seq:
                 return
 
-    def _drive_once(self, saga_id: str, *, claimed: bool = False) -> tuple[_Result, SagaView]:
-        stored = self.store.load(saga_id)
+    def _drive_once(self, saga_id: str, *, claimed: bool = False,
+                    stored: list[StoredEvent] | None = None) -> tuple[_Result, SagaView]:
+        if stored is None:
+            stored = self.store.load(saga_id)
         state = fold(saga_id, (s.event for s in stored))
         saga = self._definition(state.name, state.version)
         return self._drive(saga_id, saga, state, claimed=claimed)
@@ -499,11 +501,11 @@ class Coordinator:
                         if not self._drove(sid, fut):
                             skipped.add(sid)
                 room = concurrency - len(in_flight)
-                due: list[str] = []
+                due: list[tuple[str, list[StoredEvent] | None]] = []
                 if room > 0:
                     now = self.clock.now()
                     try:
-                        due = self.store.claim(
+                        due = self.store.claim_loaded(
                             self.worker_id, now, until=now + timedelta(seconds=self.lease),
                             names=names, limit=room, exclude=set(in_flight) | skipped,
                         )
@@ -513,8 +515,8 @@ class Coordinator:
                         log.warning("cannot claim work, trying again: %s", e)
                         wakeup.wait(self.poll_interval, stop)
                         continue
-                for sid in due:
-                    in_flight[sid] = pool.submit(self._drive_once, sid, claimed=True)
+                for sid, stored in due:
+                    in_flight[sid] = pool.submit(self._drive_once, sid, claimed=True, stored=stored)
                 if due:
                     continue
                 if in_flight:

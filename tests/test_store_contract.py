@@ -212,3 +212,28 @@ def test_unknown_saga_id(store: EventStore) -> None:
     with pytest.raises(SagaNotFound):
         _append(store, "nope", 0, [_attempt("x")])
     assert store.find() == []
+
+
+def test_claim_leases_due_sagas_once_and_returns_their_current_events(store: EventStore) -> None:
+    _create(store, "a", wake=0)
+    _create(store, "b", wake=0)
+    _create(store, "later", wake=60)
+    _create(store, "other", name="payment", wake=0)
+    _append(store, "a", 1, [_attempt("reserve"), ev.StepAttemptFailed(
+        step="reserve", attempt=1, error_type="E", message="m", retried=True,
+        next_attempt_at=_at(0), at=_at(0),
+    )], wake=0)
+    claimed = store.claim_loaded("w1", _at(0), until=_at(30), names=["order"], limit=10)
+    assert sorted(sid for sid, _ in claimed) == ["a", "b"]
+    reads_with_claim = type(store).__name__ == "PostgresEventStore"
+    for sid, events in claimed:
+        assert (events is not None) == reads_with_claim  # SQLite leaves loading to the caller
+        if events is not None:
+            assert [(e.seq, e.type, e.data) for e in events] == [
+                (e.seq, e.type, e.data) for e in store.load(sid)
+            ]
+    assert store.summary("a").lease_owner == "w1"
+    # Leased: no one else claims them until the lease expires.
+    assert store.claim("w2", _at(1), until=_at(31), names=["order"]) == []
+    assert store.claim("w2", _at(31), until=_at(61), names=["order"], exclude=["b"]) == ["a"]
+    assert store.summary("a").lease_owner == "w2"

@@ -179,6 +179,26 @@ class EventLog(ABC):
         waited for). Returns the ids claimed, most overdue first.
         """
 
+    def claim_loaded(
+        self,
+        owner: str,
+        now: datetime,
+        *,
+        until: datetime,
+        names: Iterable[str] | None = None,
+        limit: int = 100,
+        exclude: Iterable[str] = (),
+    ) -> list[tuple[str, list[StoredEvent] | None]]:
+        """:meth:`claim`, with each claimed saga's events where the backend reads them in the
+        same round trip (``None``: the caller loads them with :meth:`load`).
+
+        Events returned here are never older than the claim: a backend that
+        cannot promise that returns ``None`` for the saga.
+        """
+        return [(sid, None) for sid in self.claim(
+            owner, now, until=until, names=names, limit=limit, exclude=exclude
+        )]
+
     def default_clock(self) -> Clock:
         """The clock a coordinator on this store uses unless given one: the database's time."""
         return SystemClock()

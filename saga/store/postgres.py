@@ -47,7 +47,7 @@ from __future__ import annotations
 import logging
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
 from typing import Any
@@ -56,14 +56,47 @@ import psycopg
 import sqlalchemy as sa
 
 from ..clock import Clock, SystemClock
+from ..state import SagaStatus
+from .base import StoredEvent
 from .notify import CHANNEL, PostgresListener, Wakeup
-from .sql import EventStore, dumps, from_ts
+from .sql import EventStore, dumps, from_ts, to_ts, translated
 
 __all__ = ["DatabaseClock", "PostgresEventStore"]
 
 _MIGRATION_LOCK = 0x5A6A_0001
 
 log = logging.getLogger("saga.store")
+
+# Claiming in one statement, built once: the ids come as array parameters, so that the SQL
+# is the same whatever their number (compiled once, then a prepared statement). Rows
+# another worker is claiming (or appending to) are skipped, not waited for; a row updated
+# meanwhile is re-checked against the WHERE clause.
+_CLAIMED = f"""
+WITH picked AS (
+    SELECT saga_id, wake_at FROM sagas
+    WHERE wake_at <= :now
+      AND status IN ('{SagaStatus.RUNNING.value}', '{SagaStatus.COMPENSATING.value}')
+      AND (lease_owner IS NULL OR lease_expires_at < :now)
+      AND (CAST(:names AS text[]) IS NULL OR name = ANY(CAST(:names AS text[])))
+      AND NOT (saga_id = ANY(CAST(:skip AS text[])))
+    ORDER BY wake_at
+    LIMIT :limit
+    FOR UPDATE SKIP LOCKED
+), claimed AS (
+    UPDATE sagas AS s SET lease_owner = :owner, lease_expires_at = :until
+    FROM picked WHERE s.saga_id = picked.saga_id
+    RETURNING s.saga_id, s.last_seq, picked.wake_at
+)
+"""
+_CLAIM = sa.text(_CLAIMED + "SELECT saga_id FROM claimed ORDER BY wake_at, saga_id")
+# ... and with the events of every saga it took, which the worker would otherwise load next,
+# one round trip each. (They are read as of the statement's start: ``last_seq``, from the row
+# as locked, tells whether an append committed in between.)
+_CLAIM_LOADED = sa.text(_CLAIMED + """
+SELECT c.saga_id, c.last_seq, e.position, e.seq, e.type, e.schema_version, e.data, e.recorded_at, e.writer
+FROM claimed AS c LEFT JOIN saga_events AS e ON e.saga_id = c.saga_id
+ORDER BY c.wake_at, c.saga_id, e.seq
+""")
 
 _NOTIFY = sa.text("SELECT pg_notify(:channel, '')").bindparams(channel=CHANNEL)
 
@@ -151,7 +184,7 @@ class PostgresEventStore(EventStore):
         return sa.create_engine(
             # No pre-ping: it costs a round trip per transaction, and a pooled connection
             # found dead on first use is a transient fault that is retried anyway.
-            u, json_serializer=dumps, pool_size=10, max_overflow=20,
+            u, json_serializer=dumps, pool_size=30, max_overflow=0,
         )
 
     def _lock_for_migration(self, conn: sa.Connection) -> None:
@@ -179,6 +212,58 @@ class PostgresEventStore(EventStore):
 
     def _wake(self, conn: sa.Connection) -> None:
         conn.execute(_NOTIFY)
+
+    @staticmethod
+    def _claim_params(owner: str, now: datetime, *, until: datetime,
+                      names: Iterable[str] | None, limit: int, exclude: Iterable[str]
+                      ) -> dict[str, Any]:
+        return {
+            "owner": owner, "now": to_ts(now), "until": to_ts(until), "limit": limit,
+            "names": None if names is None else list(names), "skip": list(exclude),
+        }
+
+    @translated
+    def claim(
+        self,
+        owner: str,
+        now: datetime,
+        *,
+        until: datetime,
+        names: Iterable[str] | None = None,
+        limit: int = 100,
+        exclude: Iterable[str] = (),
+    ) -> list[str]:
+        params = self._claim_params(owner, now, until=until, names=names, limit=limit,
+                                    exclude=exclude)
+        with self._write() as conn:
+            return [str(r) for r in conn.execute(_CLAIM, params).scalars()]
+
+    @translated
+    def claim_loaded(
+        self,
+        owner: str,
+        now: datetime,
+        *,
+        until: datetime,
+        names: Iterable[str] | None = None,
+        limit: int = 100,
+        exclude: Iterable[str] = (),
+    ) -> list[tuple[str, list[StoredEvent] | None]]:
+        # The events are read in the claim's statement. Only the lease holder appends with a
+        # fence; an operator's append in between is caught by the seq check, as after a load.
+        params = self._claim_params(owner, now, until=until, names=names, limit=limit,
+                                    exclude=exclude)
+        with self._write() as conn:
+            rows = conn.execute(_CLAIM_LOADED, params).all()
+        by_saga: dict[str, list[Any]] = {}
+        last_seq: dict[str, int] = {}
+        for r in rows:
+            found = by_saga.setdefault(str(r.saga_id), [])
+            last_seq[str(r.saga_id)] = r.last_seq
+            if r.seq is not None:
+                found.append(r)
+        return [(sid, self._stored(sid, found) if found and len(found) == last_seq[sid] else None)
+                for sid, found in by_saga.items()]
 
     def default_clock(self) -> Clock:
         with self._listener_lock:

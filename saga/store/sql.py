@@ -34,7 +34,7 @@ from .faults import retrying
 from .group import BATCH_APPEND, GroupCommit, Pending
 from .schema import HEAD, events, sagas
 
-__all__ = ["EventStore", "SQLEventStore", "from_ts", "to_ts"]
+__all__ = ["EventStore", "from_ts", "to_ts"]
 
 log = logging.getLogger("saga.store")
 
@@ -100,7 +100,7 @@ def translated(fn: Callable[P, T]) -> Callable[P, T]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         store = args[0]
-        give_up_after = store.retry_for if isinstance(store, SQLEventStore) else 0.0
+        give_up_after = store.retry_for if isinstance(store, EventStore) else 0.0
         try:
             return retrying(lambda: fn(*args, **kwargs), give_up_after=give_up_after)
         except SagaError:
@@ -520,6 +520,11 @@ class EventStore(EventLog):
             rows = conn.execute(_LOAD, {"b_saga_id": saga_id}).all()
         if not rows:
             raise SagaNotFound(f"no saga has id {saga_id!r}")
+        return self._stored(saga_id, rows)
+
+    @staticmethod
+    def _stored(saga_id: str, rows: Iterable[Any]) -> list[StoredEvent]:
+        """Rows of ``saga_id``'s events (as :data:`_LOAD` selects them) as stored events."""
         out = []
         for r in rows:
             try:
@@ -657,6 +662,3 @@ class EventStore(EventLog):
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}({self.engine.url.render_as_string(hide_password=True)!r})"
-
-
-SQLEventStore = EventStore
