@@ -122,3 +122,23 @@ def test_a_worker_driving_many_sagas_commits_less_than_once_per_append(
     appends = 4 * len(ids)  # the first start, two handovers and the finish of each saga
     commits = _transactions_after_start(libpq)
     assert commits < appends / 2, (commits, appends)
+
+
+def test_the_batch_statement_finds_sagas_by_primary_key_in_a_large_table(
+    pg_store: EventStore,
+) -> None:
+    from saga.store.group import BATCH_APPEND
+
+    with pg_store.engine.begin() as conn:
+        conn.exec_driver_sql(
+            "INSERT INTO sagas (saga_id, name, version, status, last_seq, created_at, updated_at)"
+            " SELECT 'bulk-' || i, 'g', 1, 'completed', 3, 0, 0 FROM generate_series(1, 20000) i"
+        )
+        conn.exec_driver_sql("ANALYZE sagas")
+        plan = conn.execute(
+            sa.text("EXPLAIN " + BATCH_APPEND.text),
+            {"sagas": '[{"saga_id": "bulk-7", "expected": 3}]', "events": "[]", "ids": ["bulk-7"]},
+        ).scalars().all()
+    text = "\n".join(plan)
+    assert "Index Scan using sagas_pkey" in text, text
+    assert "Seq Scan on sagas" not in text, text

@@ -6,8 +6,9 @@ append on its own makes the database's per-transaction cost the limit;
 :class:`GroupCommit` instead lets whichever caller finds no commit in
 progress lead: it takes every append queued so far into one transaction,
 and hands the lead to the first caller queued behind it when done. No
-timer is involved: a lone append commits at once, and batches grow with
-the number of drives waiting, never beyond ``max_batch``.
+timer is involved: a lone append commits at once (with the plain append's
+statements, which are cheaper for one), and batches grow with the number of
+drives waiting, never beyond ``max_batch``.
 
 Each append keeps its own fence (its saga's ``seq`` and lease, checked per
 row in the batch's statement) and its own verdict: one refused append does
@@ -119,7 +120,8 @@ WITH v AS (
         lease_owner = CASE WHEN v.fenced THEN v.lease_owner ELSE s.lease_owner END,
         lease_expires_at = CASE WHEN v.fenced THEN v.lease_until ELSE s.lease_expires_at END
     FROM v
-    WHERE s.saga_id = v.saga_id
+    WHERE s.saga_id = ANY(CAST(:ids AS text[]))  -- lets the planner use the primary key
+      AND s.saga_id = v.saga_id
       AND s.last_seq = v.expected
       AND (NOT v.fenced OR s.lease_owner IS NULL OR s.lease_owner = v.owner
            OR s.lease_expires_at < v.now)
