@@ -25,7 +25,20 @@ from typing import Any
 
 import sqlalchemy as sa
 
-__all__ = ["BATCH_APPEND", "GroupCommit", "Pending"]
+__all__ = ["BATCH_APPEND", "GroupCommit", "Pending", "insert_events"]
+
+insert_events = """
+INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer)
+SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data,
+       extract(epoch from clock_timestamp())::double precision, e.writer
+FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
+    saga_id text, seq integer, type text, schema_version smallint, data jsonb, writer text
+)) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, n)
+JOIN {accepted} ON {accepted}.saga_id = e.saga_id
+ORDER BY e.n
+"""
+"""SQL (PostgreSQL) that inserts the events of a JSON array ``:events``, in order, for the
+sagas the CTE named ``accepted`` returns; their ``recorded_at`` is the server's clock."""
 
 
 class Pending:
@@ -106,7 +119,7 @@ class GroupCommit:
                 nxt._done.release()
 
 
-BATCH_APPEND = sa.text("""
+BATCH_APPEND = sa.text(f"""
 WITH v AS (
     SELECT * FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS v(
         saga_id text, expected integer, last_seq integer, status text, wake_at float8,
@@ -127,15 +140,7 @@ WITH v AS (
            OR s.lease_expires_at < v.now)
     RETURNING s.saga_id
 ), inserted AS (
-    INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer)
-    SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data,
-           extract(epoch from clock_timestamp())::double precision, e.writer
-    FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
-        saga_id text, seq integer, type text, schema_version smallint, data jsonb, writer text
-    )) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, n)
-    JOIN won ON won.saga_id = e.saga_id
-    ORDER BY e.n
-)
+    {insert_events.format(accepted="won")})
 SELECT saga_id FROM won
 """)
 """Every append of a batch in one statement (PostgreSQL): each saga's row checks its own

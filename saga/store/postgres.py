@@ -58,6 +58,7 @@ import sqlalchemy as sa
 from ..clock import Clock, SystemClock
 from ..state import SagaStatus
 from .base import StoredEvent
+from .group import insert_events
 from .notify import CHANNEL, PostgresListener, Wakeup
 from .sql import EventStore, dumps, from_ts, to_ts, translated
 
@@ -109,15 +110,7 @@ WITH created AS (
             :wake_at, :lease_owner, :lease_expires_at)
     RETURNING saga_id
 )
-INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer)
-SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data,
-       extract(epoch from clock_timestamp())::double precision, e.writer
-FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
-    saga_id text, seq integer, type text, schema_version smallint, data jsonb, writer text
-)) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, n)
-JOIN created ON created.saga_id = e.saga_id
-ORDER BY e.n
-""")
+""" + insert_events.format(accepted="created"))
 
 
 class DatabaseClock(SystemClock):
