@@ -14,21 +14,20 @@ import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable
 from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from contextlib import contextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import events as ev
+from . import operator
 from .clock import Clock, SystemClock
 from .definition import Saga, StepContext
 from .errors import (
     ConcurrencyError,
     DefinitionError,
     InvalidInput,
-    InvalidOperation,
     LeaseHeld,
     PayloadTooLarge,
     SagaError,
@@ -37,6 +36,7 @@ from .errors import (
     UnknownSagaName,
 )
 from .execution import Outcome, run_attempt
+from .leases import LeaseKeeper
 from .state import (
     AttemptError,
     Phase,
@@ -118,10 +118,7 @@ class Coordinator:
         self._latest: dict[str, Saga] = {}
         for saga in sagas:
             self.register(saga)
-        self._running: set[str] = set()
-        self._running_lock = threading.Lock()
-        self._renewer: threading.Thread | None = None
-        self._closed = threading.Event()
+        self._leases = LeaseKeeper(self.store, self.clock, owner=self.worker_id, lease=self.lease)
 
     # -- definitions ------------------------------------------------------------------------
 
@@ -412,7 +409,7 @@ class Coordinator:
         timeout = None
         if action.timeout_at is not None:
             timeout = (action.timeout_at - now).total_seconds()
-        with self._lease_kept(state.saga_id):
+        with self._leases.kept(state.saga_id):
             return run_attempt(target.fn, ctx, is_async=target.is_async, retry=target.retry,
                                timeout=timeout)
 
@@ -432,42 +429,6 @@ class Coordinator:
     @staticmethod
     def _result(model: Any, value: Any) -> Any:
         return value if model is None or value is None else model.model_validate(value)
-
-    # -- leases -----------------------------------------------------------------------------
-
-    @contextmanager
-    def _lease_kept(self, saga_id: str) -> Iterator[None]:
-        """Renew the saga's lease in the background while an attempt runs."""
-        with self._running_lock:
-            self._running.add(saga_id)
-            if self._renewer is None:
-                self._renewer = threading.Thread(
-                    target=self._renew_loop, name="saga-lease-renewer", daemon=True
-                )
-                self._renewer.start()
-        try:
-            yield
-        finally:
-            with self._running_lock:
-                self._running.discard(saga_id)
-
-    def _renew_loop(self) -> None:
-        while not self._closed.wait(self.lease / 3):
-            with self._running_lock:
-                ids = list(self._running)
-            if not ids:
-                continue
-            now = self.clock.now()
-            try:
-                held = self.store.renew(
-                    self.worker_id, ids, until=now + timedelta(seconds=self.lease), now=now
-                )
-            except StoreError as e:
-                log.warning("lease renewal failed: %s", e)
-                continue
-            for lost in set(ids) - held:
-                log.warning("saga %s: lease lost while an attempt runs; its outcome will be "
-                            "refused", lost)
 
     # -- worker loop ------------------------------------------------------------------------
 
@@ -585,58 +546,15 @@ class Coordinator:
         Cancelling a saga already cancelled is a no-op; a saga that is not
         running raises :class:`~saga.errors.InvalidOperation`.
         """
-        reason = _reason(reason)
-        return self._operator(
-            saga_id,
-            allowed=(SagaStatus.RUNNING,),
-            event=lambda now: ev.SagaCancelRequested(reason=reason, at=now),
-            already=lambda s: s.cancel_requested is not None,
-            verb="cancelled",
-        )
+        return operator.cancel(self.store, self.clock, saga_id, reason=reason)
 
     def retry(self, saga_id: str, *, reason: str = "") -> SagaView:
         """Resume a failed saga's compensation, with a fresh attempt budget."""
-        reason = _reason(reason)
-        return self._operator(
-            saga_id,
-            allowed=(SagaStatus.FAILED,),
-            event=lambda now: ev.SagaRetryRequested(reason=reason, at=now),
-            already=lambda s: False,
-            verb="retried",
-        )
-
-    def _operator(
-        self,
-        saga_id: str,
-        *,
-        allowed: tuple[SagaStatus, ...],
-        event: Any,
-        already: Any,
-        verb: str,
-    ) -> SagaView:
-        for _ in range(_MAX_CONFLICTS):
-            state = fold(saga_id, (s.event for s in self.store.load(saga_id)))
-            if state.status not in allowed:
-                raise InvalidOperation(
-                    f"saga {saga_id} is {state.status.value}: only a "
-                    f"{' or '.join(a.value for a in allowed)} saga can be {verb}"
-                )
-            if already(state):
-                return state.view()
-            now = self.clock.now()
-            e = event(now)
-            state.apply(e)
-            try:
-                self.store.append(saga_id, state.seq - 1, [e], status=state.status, wake_at=now,
-                                  now=now)
-            except ConcurrencyError:
-                continue
-            return state.view()
-        raise ConcurrencyError(f"saga {saga_id}: the log kept moving; try again")
+        return operator.retry(self.store, self.clock, saga_id, reason=reason)
 
     def close(self) -> None:
         """Stop the lease renewer (the store stays open)."""
-        self._closed.set()
+        self._leases.close()
 
     def __enter__(self) -> Coordinator:
         return self
@@ -644,8 +562,3 @@ class Coordinator:
     def __exit__(self, *exc: object) -> None:
         self.close()
 
-
-def _reason(reason: object) -> str:
-    if not isinstance(reason, str) or len(reason) > 1000:
-        raise InvalidInput("reason must be a string of at most 1000 characters")
-    return reason

@@ -1,0 +1,74 @@
+"""Keeping a coordinator's leases alive while its attempts run."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+from datetime import timedelta
+
+from .clock import Clock
+from .errors import StoreError
+from .store.base import EventLog
+
+__all__ = ["LeaseKeeper"]
+
+log = logging.getLogger("saga")
+
+
+class LeaseKeeper:
+    """Renews ``owner``'s leases on the sagas whose attempts are running, every ``lease / 3`` s.
+
+    One background daemon thread per keeper, started on first use. A lease
+    found lost is only logged: the attempt's outcome will be refused by the
+    append's fence, which is what makes losing a lease safe.
+    """
+
+    def __init__(self, store: EventLog, clock: Clock, *, owner: str, lease: float) -> None:
+        self.store = store
+        self.clock = clock
+        self.owner = owner
+        self.lease = lease
+        self._running: set[str] = set()
+        self._lock = threading.Lock()
+        self._thread: threading.Thread | None = None
+        self._closed = threading.Event()
+
+    @contextmanager
+    def kept(self, saga_id: str) -> Iterator[None]:
+        """Keep the lease on ``saga_id`` renewed for the duration of the block."""
+        with self._lock:
+            self._running.add(saga_id)
+            if self._thread is None:
+                self._thread = threading.Thread(
+                    target=self._loop, name="saga-lease-renewer", daemon=True
+                )
+                self._thread.start()
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._running.discard(saga_id)
+
+    def _loop(self) -> None:
+        while not self._closed.wait(self.lease / 3):
+            with self._lock:
+                ids = list(self._running)
+            if not ids:
+                continue
+            now = self.clock.now()
+            try:
+                held = self.store.renew(
+                    self.owner, ids, until=now + timedelta(seconds=self.lease), now=now
+                )
+            except StoreError as e:
+                log.warning("lease renewal failed: %s", e)
+                continue
+            for lost in set(ids) - held:
+                log.warning("saga %s: lease lost while an attempt runs; its outcome will be "
+                            "refused", lost)
+
+    def close(self) -> None:
+        """Stop renewing."""
+        self._closed.set()
