@@ -205,30 +205,22 @@ class Coordinator:
         """
         saga, saga_id, started = self._started(name, input, saga_id)
         state = fold(saga_id, [started])
-        batch: list[ev.Event] = [started]
         action = decide(state, saga, started.at)
-        while isinstance(action, Record):
-            for e in action.events:
-                state.apply(e)
-            batch.extend(action.events)
-            action = decide(state, saga, started.at)
-        if isinstance(action, StartAttempt):
-            first = action.started(started.at)
-            state.apply(first)
-            batch.append(first)
+        # A new saga (registered sagas have steps, deadlines are in the future) starts
+        # its first step.
+        assert isinstance(action, StartAttempt), action
+        first = action.started(started.at)
+        state.apply(first)
         created = self.store.create(
-            saga_id, batch, name=saga.name, version=saga.version, status=state.status,
-            wake_at=started.at, now=started.at,
+            saga_id, [started, first], name=saga.name, version=saga.version,
+            status=state.status, wake_at=started.at, now=started.at,
             owner=self.worker_id, lease_until=started.at + timedelta(seconds=self.lease),
         )
         if not created:
             self._same_saga(saga_id, started)
             return self.run(saga_id)
-        if isinstance(action, StartAttempt):
-            result, view = self._drive(saga_id, saga, state, run_first=action)
-            if isinstance(result, Rest):
-                return view
-        return self.run(saga_id)
+        result, view = self._drive(saga_id, saga, state, run_first=action)
+        return view if isinstance(result, Rest) else self.run(saga_id)
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -338,23 +330,27 @@ class Coordinator:
                     retryable=False, lost=True,
                 )
                 unrecorded = _Unrecorded(unrecorded.attempt, Outcome(error=too_large), unrecorded.at)
-                state = fold(saga_id, (s.event for s in self.store.load(saga_id)))
-                persisted, action = state.seq, None
-                pending = self._rerecord(saga, state, unrecorded)
-                for recorded in pending:
-                    state.apply(recorded)
-                unrecorded = None
+                state, pending = self._reload(saga_id, saga, unrecorded)
+                persisted, action, unrecorded = state.seq - len(pending), None, None
             except ConcurrencyError:
                 conflicts += 1
                 if conflicts > _MAX_CONFLICTS:
                     raise
-                state = fold(saga_id, (s.event for s in self.store.load(saga_id)))
-                persisted, pending, action = state.seq, [], None
-                if unrecorded is not None:
-                    pending = self._rerecord(saga, state, unrecorded)
-                    for e in pending:
-                        state.apply(e)
-                    unrecorded = None
+                state, pending = self._reload(saga_id, saga, unrecorded)
+                persisted, action, unrecorded = state.seq - len(pending), None, None
+
+    def _reload(self, saga_id: str, saga: Saga, unrecorded: _Unrecorded | None
+                ) -> tuple[SagaState, list[ev.Event]]:
+        """The saga as its log now stands, with ``unrecorded``'s outcome applied and pending.
+
+        Used when an append was refused: the log moved on (an operator appended)
+        or the pending events could not be written as they were.
+        """
+        state = fold(saga_id, (s.event for s in self.store.load(saga_id)))
+        pending = [] if unrecorded is None else self._rerecord(saga, state, unrecorded)
+        for e in pending:
+            state.apply(e)
+        return state, pending
 
     def _rerecord(self, saga: Saga, state: SagaState, u: _Unrecorded) -> list[ev.Event]:
         """Record an outcome again over a log that moved on (an operator appended)."""

@@ -27,7 +27,8 @@ def _describe(e: ev.Event) -> tuple[str, str]:
             return e.step, f"{kind} {e.attempt} started"
         case ev.StepAttemptFailed() | ev.CompensationAttemptFailed():
             kind = "compensation attempt" if isinstance(e, ev.CompensationAttemptFailed) else "attempt"
-            how = "timed out" if e.timed_out else "was lost with its worker" if e.lost else "failed"
+            # lost: no outcome could be recorded (its worker died, or its result was too large)
+            how = "timed out" if e.timed_out else "ended in doubt" if e.lost else "failed"
             text = f"{kind} {e.attempt} {how}: {e.error_type}: {e.message}"
             if e.retried and e.next_attempt_at is not None:
                 delay = (e.next_attempt_at - e.at).total_seconds()

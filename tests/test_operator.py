@@ -172,3 +172,36 @@ def test_operator_actions_on_the_wrong_status_raise_and_write_nothing(
         coordinator.cancel(running, reason=42)  # type: ignore[arg-type]
     assert snapshot(sqlite_url) == before
     assert issubclass(InvalidOperation, SagaError)
+
+
+def test_cancel_while_an_attempt_runs_records_its_outcome_then_compensates(
+    sqlite_store: EventStore, clock: VirtualClock
+) -> None:
+    saga = Saga("ship")
+    undone: list[str] = []
+    operator = Coordinator(sqlite_store, clock=clock)  # another process, in effect
+
+    @saga.step(retry=Retry.none())
+    def pack(ctx: StepContext) -> str:
+        operator.cancel(ctx.saga_id, reason="changed my mind")  # lands mid-attempt
+        return "packed"
+
+    @pack.compensate(retry=Retry.none())
+    def unpack(ctx: StepContext) -> None:
+        undone.append(ctx.result)
+
+    @saga.step(retry=Retry.none())
+    def send(ctx: StepContext) -> str:
+        raise AssertionError("no forward step starts after a cancel")
+
+    view = _coordinator(sqlite_store, saga, clock).execute("ship", None, saga_id="m")
+    assert view.status is SagaStatus.COMPENSATED
+    # The attempt's real outcome is recorded after the operator's event (not as lost),
+    # so its result reaches the compensation.
+    assert types(sqlite_store, "m")[:5] == [
+        "SagaStarted", "StepAttemptStarted", "SagaCancelRequested", "StepSucceeded",
+        "CompensationStarted",
+    ]
+    assert of_type(sqlite_store, "m", "StepAttemptFailed") == []
+    assert undone == ["packed"]
+    check_log_invariants(logged(sqlite_store.history("m")), ["pack", "send"])

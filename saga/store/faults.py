@@ -24,7 +24,7 @@ from tenacity import (
     wait_random,
 )
 
-__all__ = ["is_transient", "retrying"]
+__all__ = ["first_line", "is_transient", "retrying"]
 
 T = TypeVar("T")
 
@@ -54,12 +54,18 @@ def is_transient(error: BaseException) -> bool:
     return isinstance(error, sa_exc.DisconnectionError | sa_exc.TimeoutError)
 
 
+def first_line(error: BaseException) -> str:
+    """The first line of a (driver) error's message, for logs and ``StoreError``."""
+    orig = getattr(error, "orig", None) or error
+    text = str(orig).strip()
+    return text.splitlines()[0] if text else type(orig).__name__
+
+
 def _log_retry(state: RetryCallState) -> None:
     outcome = state.outcome
     error = outcome.exception() if outcome is not None else None
-    orig = getattr(error, "orig", None) or error
-    first = str(orig).strip().splitlines()[0] if str(orig).strip() else type(orig).__name__
-    log.warning("transient database error (attempt %d), retrying: %s", state.attempt_number, first)
+    log.warning("transient database error (attempt %d), retrying: %s", state.attempt_number,
+                first_line(error) if error is not None else "?")
 
 
 def retrying(fn: Callable[[], T], *, give_up_after: float) -> T:
@@ -73,9 +79,7 @@ def retrying(fn: Callable[[], T], *, give_up_after: float) -> T:
     except Exception as e:
         if give_up_after <= 0 or not is_transient(e):
             raise
-        first = str(getattr(e, "orig", None) or e).strip().splitlines()
-        log.warning("transient database error (attempt 1), retrying: %s",
-                    first[0] if first else type(e).__name__)
+        log.warning("transient database error (attempt 1), retrying: %s", first_line(e))
     policy = Retrying(
         retry=retry_if_exception(is_transient),
         stop=stop_after_delay(give_up_after),

@@ -12,6 +12,7 @@ import json
 import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
+from dataclasses import dataclass
 from datetime import UTC, datetime
 from typing import Any, ParamSpec, TypeVar
 
@@ -30,7 +31,7 @@ from ..errors import (
 )
 from ..state import SagaStatus
 from .base import EventLog, SagaSummary, StoredEvent, check_saga_id
-from .faults import retrying
+from .faults import first_line, retrying
 from .group import BATCH_APPEND, GroupCommit, Pending
 from .schema import HEAD, events, sagas
 
@@ -106,15 +107,51 @@ def translated(fn: Callable[P, T]) -> Callable[P, T]:
         except SagaError:
             raise
         except sa_exc.SQLAlchemyError as e:
-            raise StoreError(f"{fn.__name__} failed: {_first_line(e)}") from e
+            raise StoreError(f"{fn.__name__} failed: {first_line(e)}") from e
 
     return wrapper
 
 
-def _first_line(e: BaseException) -> str:
-    orig = getattr(e, "orig", None)
-    text = str(orig if orig is not None else e)
-    return text.strip().splitlines()[0] if text.strip() else type(e).__name__
+@dataclass(frozen=True, slots=True)
+class _Append:
+    """One append as the store writes it: alone, or in a group commit's batch."""
+
+    saga_id: str
+    expected: int
+    rows: list[dict[str, Any]]
+    status: str
+    wake_at: float | None
+    now: float
+    owner: str | None  # None: an operator's append, not fenced by the lease
+    lease_until: float | None  # None: the owner lets go of the lease
+    wake: bool  # the saga becomes due with no one holding it: notify idle workers
+
+    def params(self) -> dict[str, Any]:
+        """Parameters of ``_APPEND`` (or ``_APPEND_FENCED`` when there is an owner)."""
+        params: dict[str, Any] = {
+            "b_saga_id": self.saga_id,
+            "b_expected": self.expected,
+            "b_last_seq": self.expected + len(self.rows),
+            "b_status": self.status,
+            "b_wake_at": self.wake_at,
+            "b_now": self.now,
+        }
+        if self.owner is not None:
+            params["b_owner"] = self.owner
+            params["b_lease_owner"] = self.owner if self.lease_until is not None else None
+            params["b_lease_until"] = self.lease_until
+        return params
+
+    def batch_row(self) -> dict[str, Any]:
+        """This append's row in :data:`~saga.store.group.BATCH_APPEND`'s ``sagas`` document."""
+        return {
+            "saga_id": self.saga_id, "expected": self.expected,
+            "last_seq": self.expected + len(self.rows), "status": self.status,
+            "wake_at": self.wake_at, "now": self.now, "fenced": self.owner is not None,
+            "owner": self.owner,
+            "lease_owner": self.owner if self.lease_until is not None else None,
+            "lease_until": self.lease_until,
+        }
 
 
 class EventStore(EventLog):
@@ -137,7 +174,6 @@ class EventStore(EventLog):
 
             backend = backend_for(url)
         return super().__new__(backend)
-
 
     url: str
     engine: sa.Engine
@@ -358,24 +394,20 @@ class EventStore(EventLog):
         lease_until: datetime | None = None,
     ) -> None:
         rows = self._rows(saga_id, expected_seq + 1, batch, owner)
-        params: dict[str, Any] = {
-            "b_saga_id": saga_id,
-            "b_expected": expected_seq,
-            "b_last_seq": expected_seq + len(rows),
-            "b_status": status.value,
-            "b_wake_at": None if wake_at is None else to_ts(wake_at),
-            "b_now": to_ts(now),
-        }
-        stmt = _APPEND
-        if owner is not None:
-            stmt = _APPEND_FENCED
-            params["b_owner"] = owner
-            params["b_lease_owner"] = owner if lease_until is not None else None
-            params["b_lease_until"] = None if lease_until is None else to_ts(lease_until)
-        wake = (status.is_active and (owner is None or lease_until is None)
-                and wake_at is not None and wake_at <= now)
+        append = _Append(
+            saga_id=saga_id,
+            expected=expected_seq,
+            rows=rows,
+            status=status.value,
+            wake_at=None if wake_at is None else to_ts(wake_at),
+            now=to_ts(now),
+            owner=owner,
+            lease_until=None if lease_until is None else to_ts(lease_until),
+            wake=(status.is_active and (owner is None or lease_until is None)
+                  and wake_at is not None and wake_at <= now),
+        )
         try:
-            item = Pending(saga_id, (expected_seq, params, rows, owner, wake, stmt))
+            item = Pending(saga_id, append)
             if self.group_commit:
                 self._group.submit(item)  # raises this append's own refusal
                 if not item.solo:
@@ -397,13 +429,14 @@ class EventStore(EventLog):
 
     def _append_alone(self, item: Pending) -> None:
         """One append in a transaction of its own."""
-        expected_seq, params, rows, owner, wake, stmt = item.payload
+        a: _Append = item.payload
+        fenced = a.owner is not None
         with self._write() as conn:
-            name = "append" if stmt is _APPEND else "append_fenced"
-            if self._execute(conn, name, stmt, params).rowcount != 1:
-                self._refused(conn, item.key, expected_seq, owner)
-            self._insert_events(conn, rows)
-            if wake:
+            stmt, name = (_APPEND_FENCED, "append_fenced") if fenced else (_APPEND, "append")
+            if self._execute(conn, name, stmt, a.params()).rowcount != 1:
+                self._refused(conn, a.saga_id, a.expected, a.owner)
+            self._insert_events(conn, a.rows)
+            if a.wake:
                 self._wake(conn)
 
     def _append_batch(self, batch: list[Pending]) -> None:
@@ -417,43 +450,30 @@ class EventStore(EventLog):
             except sa_exc.SQLAlchemyError:
                 only.error, only.solo = None, True  # again on its own, with its fault handling
             return
+        appends: list[_Append] = [it.payload for it in batch]
         # The batch travels as two JSON documents: one text parameter each is far cheaper
         # for the driver to send than a column of arrays.
-        sagas_json: list[dict[str, Any]] = []
-        events_json: list[dict[str, Any]] = []
-        for it in batch:
-            _, params, rows, owner, _, _ = it.payload
-            sagas_json.append({
-                "saga_id": it.key, "expected": params["b_expected"],
-                "last_seq": params["b_last_seq"], "status": params["b_status"],
-                "wake_at": params["b_wake_at"], "now": params["b_now"], "fenced": owner is not None,
-                "owner": owner, "lease_owner": params.get("b_lease_owner"),
-                "lease_until": params.get("b_lease_until"),
-            })
-            events_json.extend(rows)
+        sagas_json = [a.batch_row() for a in appends]
+        events_json = [row for a in appends for row in a.rows]
         try:
             with self._write() as conn:
                 won = set(conn.execute(BATCH_APPEND, {
                     "sagas": dumps(sagas_json), "events": dumps(events_json),
                     "ids": [it.key for it in batch],
                 }).scalars())
-                wake = False
-                for it in batch:
-                    expected, _, _, owner, item_wake, _ = it.payload
-                    if it.key in won:
-                        wake = wake or item_wake
-                        continue
-                    try:
-                        self._refused(conn, it.key, expected, owner)
-                    except SagaError as e:
-                        it.error = e
-                if wake:
+                for it, a in zip(batch, appends, strict=True):
+                    if a.saga_id not in won:
+                        try:
+                            self._refused(conn, a.saga_id, a.expected, a.owner)
+                        except SagaError as e:
+                            it.error = e
+                if any(a.wake for a in appends if a.saga_id in won):
                     self._wake(conn)
         except sa_exc.SQLAlchemyError as e:
             # Nothing is known to have committed: each append runs again on its own, with
             # its own fault handling (and its own check for a commit that did happen).
             log.warning("a group commit of %d appends failed, appending each alone: %s",
-                        len(batch), _first_line(e))
+                        len(batch), first_line(e))
             for it in batch:
                 it.error, it.solo = None, True
 
@@ -634,14 +654,18 @@ class EventStore(EventLog):
         limit: int = 100,
         exclude: Iterable[str] = (),
     ) -> list[str]:
-        pick = self._due_query(now, names, limit)
+        # (PostgreSQL claims in one statement of its own; this is the portable way.)
+        names = None if names is None else list(names)
         skip = list(exclude)
+        pick = self._due_query(now, names, limit)
         if skip:
             pick = pick.where(sagas.c.saga_id.not_in(skip))
-        # PostgreSQL: rows another worker is claiming (or appending to) are skipped, not
-        # waited for; a row updated meanwhile is re-checked against the WHERE clause.
-        # SQLite ignores FOR UPDATE: its write transaction holds the database lock.
-        pick = pick.with_for_update(skip_locked=True)
+        # Look before taking the write lock: most polls of an idle worker find nothing, and
+        # a read does not make other processes' writers wait. The write transaction picks
+        # again, under the lock, so two claimers never take the same saga.
+        with self._read() as conn:
+            if conn.execute(pick.limit(1)).first() is None:
+                return []
         with self._write() as conn:
             ids = [str(r) for r in conn.execute(pick).scalars()]
             if ids:

@@ -8,9 +8,8 @@ makes every commit durable, power loss included.
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterator
 from contextlib import contextmanager
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
@@ -59,21 +58,3 @@ class SQLiteEventStore(EventStore):
         with self.engine.connect() as conn, conn.begin():
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
-
-    def claim(
-        self,
-        owner: str,
-        now: datetime,
-        *,
-        until: datetime,
-        names: Iterable[str] | None = None,
-        limit: int = 100,
-        exclude: Iterable[str] = (),
-    ) -> list[str]:
-        # Look before taking the write lock: most polls of an idle worker find nothing,
-        # and a read does not make the other processes' writers wait.
-        names = None if names is None else list(names)
-        skip = set(exclude)
-        if not any(s not in skip for s in self.due(now, names=names, limit=limit + len(skip))):
-            return []
-        return super().claim(owner, now, until=until, names=names, limit=limit, exclude=skip)
