@@ -22,7 +22,7 @@ from typing import Any
 
 from . import events as ev
 from . import operator
-from .clock import Clock, SystemClock
+from .clock import Clock, Wakeup
 from .definition import Saga, StepContext
 from .errors import (
     ConcurrencyError,
@@ -53,7 +53,6 @@ from .state import (
     idempotency_key,
 )
 from .store.base import EventLog, StoredEvent, check_saga_id
-from .store.notify import Wakeup
 
 __all__ = ["Coordinator"]
 
@@ -525,10 +524,7 @@ class Coordinator:
         pause = self.poll_interval
         if wake is not None:
             pause = min(pause, max((wake - now).total_seconds(), 0.0) + 0.001)
-        if isinstance(self.clock, SystemClock):
-            wakeup.wait(pause, stop)
-        else:
-            self.clock.sleep(pause)
+        self.clock.idle(pause, wakeup, stop)
 
     # -- operator actions -------------------------------------------------------------------
 

@@ -9,10 +9,9 @@ from datetime import datetime
 from typing import Any, Self
 
 from .. import events as ev
-from ..clock import Clock, SystemClock
+from ..clock import Clock, SystemClock, Wakeup
 from ..errors import InvalidInput
 from ..state import SagaStatus, SagaView, fold
-from .notify import Wakeup
 
 __all__ = ["EventLog", "SagaSummary", "StoredEvent"]
 

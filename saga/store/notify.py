@@ -15,52 +15,19 @@ from __future__ import annotations
 
 import logging
 import threading
-import time
 import weakref
 
 import psycopg
 from psycopg import sql
 
-__all__ = ["CHANNEL", "PostgresListener", "Wakeup"]
+from ..clock import Wakeup
+
+__all__ = ["CHANNEL", "PostgresListener"]
 
 CHANNEL = "saga_due"
 """The notification channel a store signals when a saga becomes due."""
 
 log = logging.getLogger("saga.store")
-
-_STOP_CHECK = 0.1
-
-
-class Wakeup:
-    """A flag a worker sleeps on; set when work may have become due.
-
-    The flag stays set until a :meth:`wait` returns because of it, so a
-    notification that arrives while the worker is busy is not lost: its
-    next wait returns at once.
-    """
-
-    def __init__(self) -> None:
-        self._event = threading.Event()
-
-    def notify(self) -> None:
-        """Wake the worker waiting on this (or its next wait)."""
-        self._event.set()
-
-    def wait(self, timeout: float, stop: threading.Event | None = None) -> bool:
-        """Sleep up to ``timeout`` seconds; ``True`` if woken by a notification.
-
-        Returns early, with ``False``, once ``stop`` is set (checked every 100 ms).
-        """
-        deadline = time.monotonic() + max(timeout, 0.0)
-        while stop is None or not stop.is_set():
-            remaining = deadline - time.monotonic()
-            if remaining <= 0:
-                return False
-            if self._event.wait(min(remaining, _STOP_CHECK) if stop is not None else remaining):
-                self._event.clear()
-                return True
-        return False
-
 
 class PostgresListener:
     """One LISTEN connection per store, waking every :class:`Wakeup` it hands out.

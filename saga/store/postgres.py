@@ -55,11 +55,11 @@ from typing import Any
 import psycopg
 import sqlalchemy as sa
 
-from ..clock import Clock, SystemClock
+from ..clock import Clock, SystemClock, Wakeup
 from ..state import SagaStatus
 from .base import StoredEvent
 from .group import insert_events
-from .notify import CHANNEL, PostgresListener, Wakeup
+from .notify import CHANNEL, PostgresListener
 from .sql import EventStore, dumps, from_ts, to_ts, translated
 
 __all__ = ["DatabaseClock", "PostgresEventStore"]
