@@ -86,11 +86,13 @@ def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
     postgres_databases.drop(name)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database of each backend (the store contract runs on every one)."""
+    """A fresh store of each backend (the store contract runs on every one)."""
     if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
+    if request.param == "memory":
+        return "memory://"
     return f"sqlite:///{tmp_path / 'saga.db'}"
 
 

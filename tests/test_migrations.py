@@ -102,7 +102,7 @@ def test_a_migrated_database_is_usable_and_a_store_creates_the_schema_itself(
         started = ev.SagaStarted(name="n", version=1, at=T0)
         assert store.create("s", [started], name="n", version=1, status=SagaStatus.RUNNING,
                             wake_at=None, now=T0)
-        assert [e.seq for e in store.history("s")] == [1]
+        assert [e.seq for e in store.load("s")] == [1]
     _downgrade(engine)
     with open_store(empty_url) as store:  # an empty database: the store migrates it to head
         assert store.find() == []
