@@ -110,3 +110,16 @@ def sqlite_store(sqlite_url: str) -> Iterator[EventStore]:
     s = EventStore(sqlite_url)
     yield s
     s.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
+    """An empty database of each backend (no schema at all; the SQLite file does not exist)."""
+    if request.param == "sqlite":
+        yield sqlite_url
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    name = f"saga_empty_{uuid.uuid4().hex[:12]}"
+    databases._execute(f'CREATE DATABASE "{name}"')
+    yield databases.url_of(name)
+    databases.drop(name)
