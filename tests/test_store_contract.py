@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from saga import (
     ConcurrencyError,
     EventStore,
+    InvalidInput,
     LeaseHeld,
     PayloadTooLarge,
     SagaError,
@@ -238,3 +240,56 @@ def test_claim_leases_due_sagas_once_and_returns_their_current_events(store: Eve
     assert store.claim("w2", _at(1), until=_at(31), names=["order"]) == []
     assert store.claim("w2", _at(31), until=_at(61), names=["order"], exclude=["b"]) == ["a"]
     assert store.summary("a").lease_owner == "w2"
+
+
+def test_load_pages_by_seq(store: EventStore) -> None:
+    assert _create(store, "a")
+    _append(store, "a", 1, [_attempt("x", n) for n in range(1, 5)])
+    assert [e.seq for e in store.load("a", after=2, limit=2)] == [3, 4]
+    assert [e.seq for e in store.load("a", after=3)] == [4, 5]
+    assert [e.seq for e in store.load("a", limit=1)] == [1]
+    assert store.load("a", after=5) == []  # past the end of an existing log: an empty page
+    pages: list[int] = []
+    after = 0
+    while page := store.load("a", after=after, limit=2):
+        pages.append(len(page))
+        after = page[-1].seq
+    assert pages == [2, 2, 1]
+    with pytest.raises(SagaNotFound):
+        store.load("nope", after=3, limit=1)
+    for bad in ({"after": -1}, {"limit": 0}, {"after": True}, {"limit": 1.5}):
+        with pytest.raises(InvalidInput):
+            store.load("a", **bad)
+
+
+def test_claims_from_many_threads_never_share_a_saga(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        assert isinstance(store, EventStore)
+        ids = [f"s{i}" for i in range(40)]
+        for i in ids:
+            _create(store, i)
+        taken: dict[str, list[str]] = {}
+
+        def claimer(owner: str) -> None:
+            mine = taken.setdefault(owner, [])
+            while got := store.claim(owner, _at(1), until=_at(60), limit=3):
+                mine.extend(got)
+
+        threads = [threading.Thread(target=claimer, args=(f"w{n}",)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        claimed = [i for got in taken.values() for i in got]
+        assert sorted(claimed) == sorted(ids)  # every saga claimed, none twice
+        assert {store.summary(i).lease_owner for i in ids} <= set(taken)
+
+
+def test_each_memory_store_is_a_log_of_its_own() -> None:
+    first, second = EventStore("memory://"), EventStore("memory://")
+    assert _create(first, "a")
+    with pytest.raises(SagaNotFound):
+        second.load("a")
+    assert _create(second, "a")  # the same id is free in the other log
+    with pytest.raises(InvalidInput):
+        EventStore("memory://somewhere")
