@@ -45,7 +45,7 @@ from .faults import first_line, retrying
 from .opening import SchemaChecks
 from .schema import events, sagas
 
-__all__ = ["Append", "SqlEventStore", "translated"]
+__all__ = ["Append", "SqlEventStore", "refusal", "stored_event", "translated"]
 
 log = logging.getLogger("saga.store")
 
@@ -142,6 +142,14 @@ class SqlEventStore(SchemaChecks, EventStore):
         with self.engine.connect() as conn:
             yield conn
 
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
+                     ) -> None:
+        """Commit a new saga's index row (``values``) and its first events."""
+        with self._write() as conn:
+            self._insert_saga(conn, values, rows)
+            if wake:
+                self._wake(conn)
+
     def _insert_saga(self, conn: sa.Connection, values: dict[str, Any], rows: list[dict[str, Any]]
                      ) -> None:
         """Insert a new saga's index row (``values``) and its first events."""
@@ -192,22 +200,20 @@ class SqlEventStore(SchemaChecks, EventStore):
         check_saga_id(saga_id)
         rows = self._rows(saga_id, 1, batch, owner)
         ts = now.timestamp()
+        values = {
+            "saga_id": saga_id,
+            "name": name,
+            "version": version,
+            "status": status.value,
+            "last_seq": len(rows),
+            "created_at": ts,
+            "updated_at": ts,
+            "wake_at": None if wake_at is None else wake_at.timestamp(),
+            "lease_owner": owner if lease_until is not None else None,
+            "lease_expires_at": None if lease_until is None else lease_until.timestamp(),
+        }
         try:
-            with self._write() as conn:
-                self._insert_saga(conn, {
-                    "saga_id": saga_id,
-                    "name": name,
-                    "version": version,
-                    "status": status.value,
-                    "last_seq": len(rows),
-                    "created_at": ts,
-                    "updated_at": ts,
-                    "wake_at": None if wake_at is None else wake_at.timestamp(),
-                    "lease_owner": owner if lease_until is not None else None,
-                    "lease_expires_at": None if lease_until is None else lease_until.timestamp(),
-                }, rows)
-                if owner is None and status.is_active:
-                    self._wake(conn)
+            self._create_saga(values, rows, wake=owner is None and status.is_active)
         except sa_exc.IntegrityError:
             # The id is taken (the primary key refuses it, and nothing is written), unless
             # by this very call: a retry after a commit whose outcome was unknown.
@@ -283,18 +289,7 @@ class SqlEventStore(SchemaChecks, EventStore):
     @staticmethod
     def _refused(conn: sa.Connection, saga_id: str, expected_seq: int) -> None:
         """Raise why an append's ``UPDATE`` matched no row: no saga, a stale seq, or a lease."""
-        row = conn.execute(q.REFUSED, {"b_saga_id": saga_id}).first()
-        if row is None:
-            raise SagaNotFound(f"no saga has id {saga_id!r}")
-        if row.last_seq != expected_seq:
-            raise ConcurrencyError(
-                f"saga {saga_id}: expected to append after seq {expected_seq}, "
-                f"but the log is at {row.last_seq}"
-            )
-        raise LeaseHeld(
-            f"saga {saga_id} is leased to {row.lease_owner} until "
-            f"{q.from_ts(row.lease_expires_at).isoformat()}"
-        )
+        raise refusal(conn.execute(q.REFUSED, {"b_saga_id": saga_id}).first(), saga_id, expected_seq)
 
     @translated
     def renew(self, owner: str, saga_ids: Iterable[str], *, until: datetime) -> set[str]:
@@ -335,26 +330,9 @@ class SqlEventStore(SchemaChecks, EventStore):
         return self._stored(saga_id, rows)
 
     @staticmethod
-    def _stored(saga_id: str, rows: Iterable[Any]) -> list[StoredEvent]:
+    def _stored(saga_id: str, rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
         """Rows of ``saga_id``'s events (as ``LOAD`` selects them) as stored events."""
-        out = []
-        for r in rows:
-            try:
-                parsed = ev.parse(r.type, r.data, r.schema_version)
-            except ValueError as e:
-                raise StoreError(f"saga {saga_id}: event {r.seq} cannot be read: {e}") from e
-            out.append(StoredEvent(
-                saga_id=saga_id,
-                seq=r.seq,
-                type=r.type,
-                data=r.data,
-                recorded_at=q.from_ts(r.recorded_at),
-                writer=r.writer,
-                position=r.position,
-                schema_version=r.schema_version,
-                _event=parsed,
-            ))
-        return out
+        return [stored_event(saga_id, r) for r in rows]
 
     @translated
     def summary(self, saga_id: str) -> SagaSummary:
@@ -436,3 +414,32 @@ class SqlEventStore(SchemaChecks, EventStore):
 
     def close(self) -> None:
         self.engine.dispose()
+
+
+def refusal(row: Sequence[Any] | None, saga_id: str, expected_seq: int) -> SagaError:
+    """Why an append was refused, from the saga's ``REFUSED`` row (``None``: no such saga)."""
+    if row is None:
+        return SagaNotFound(f"no saga has id {saga_id!r}")
+    last_seq, lease_owner, lease_expires_at = row
+    if last_seq != expected_seq:
+        return ConcurrencyError(
+            f"saga {saga_id}: expected to append after seq {expected_seq}, "
+            f"but the log is at {last_seq}"
+        )
+    return LeaseHeld(
+        f"saga {saga_id} is leased to {lease_owner} until {q.from_ts(lease_expires_at).isoformat()}"
+    )
+
+
+def stored_event(saga_id: str, row: Sequence[Any]) -> StoredEvent:
+    """One row as ``LOAD`` selects it (position, seq, type, schema_version, data, recorded_at,
+    writer; ``data`` decoded) as a stored event."""
+    position, seq, type_, schema_version, data, recorded_at, writer = row
+    try:
+        parsed = ev.parse(type_, data, schema_version)
+    except ValueError as e:
+        raise StoreError(f"saga {saga_id}: event {seq} cannot be read: {e}") from e
+    return StoredEvent(
+        saga_id=saga_id, seq=seq, type=type_, data=data, recorded_at=q.from_ts(recorded_at),
+        writer=writer, position=position, schema_version=schema_version, _event=parsed,
+    )

@@ -17,6 +17,8 @@ append's cost on SQLite.
 from __future__ import annotations
 
 import functools
+import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
 from pathlib import Path
@@ -24,12 +26,14 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
 from ..errors import InvalidInput, SagaNotFound
 from . import statements as q
+from .base import StoredEvent, check_page
 from .schema import events, sagas
-from .sql import Append, SqlEventStore
+from .sql import Append, SqlEventStore, refusal, stored_event, translated
 from .urls import parse, redact
 
 __all__ = ["SQLiteEventStore"]
@@ -86,35 +90,85 @@ class SQLiteEventStore(SqlEventStore):
 
     @functools.cached_property
     def _driver_sql(self) -> dict[str, tuple[str, tuple[str, ...]]]:
-        """The hot statements as sqlite3's SQL and the order of their parameters."""
+        """The hot statements as sqlite3's SQL and the order of their parameters (a parameter
+        the statement fixes itself, such as the page's ``OFFSET 0``, is written in)."""
         out = {}
         for name, stmt, keys in (
             ("append", q.APPEND, None),
             ("append_fenced", q.APPEND_FENCED, None),
             ("insert", _INSERT, _INSERT_KEYS),
             ("create", q.CREATE, [c.name for c in sagas.c]),
+            ("refused", q.REFUSED, None),
+            ("load", q.LOAD, None),
+            ("load_page", q.LOAD_PAGE, None),
+            ("exists", q.EXISTS, None),
         ):
             compiled = stmt.compile(dialect=self.engine.dialect, column_keys=keys)
-            out[name] = (compiled.string, tuple(compiled.positiontup or ()))
+            order = tuple(compiled.positiontup or ())
+            sql = compiled.string
+            if "param_1" in order:  # LIMIT ? OFFSET ?: the offset is always 0
+                assert order[-1] == "param_1" and sql.rstrip().endswith("OFFSET ?")
+                sql, order = sql.rstrip()[: -len("OFFSET ?")].rstrip(), order[:-1]
+            out[name] = (sql, order)
         return out
 
-    def _run(self, conn: sa.Connection, name: str, params: dict[str, Any]) -> int:
+    def _run(self, db: sqlite3.Connection, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
         sql, order = self._driver_sql[name]
-        return conn.exec_driver_sql(sql, tuple(params[k] for k in order)).rowcount
+        return db.execute(sql, tuple(params[k] for k in order))
 
-    def _insert_saga(self, conn: sa.Connection, values: dict[str, Any], rows: list[dict[str, Any]]
+    # The hot path talks to sqlite3 directly, on a pooled connection: SQLAlchemy's
+    # per-statement machinery costs more than SQLite's statements themselves. Driver
+    # errors become SQLAlchemy's, so fault handling sees them as it sees any other.
+
+    @contextmanager
+    def _raw(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        pooled = self.engine.raw_connection()
+        db = pooled.driver_connection
+        assert isinstance(db, sqlite3.Connection)
+        try:
+            if write:
+                db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            if write:
+                db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise sa_exc.DBAPIError.instance(None, None, e, sqlite3.Error) from e
+        finally:
+            pooled.close()
+
+    def _insert_rows(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            sql, order = self._driver_sql["insert"]
+            db.executemany(sql, [tuple(r[k] for k in order) for r in rows])  # data: JSON text
+
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
                      ) -> None:
-        self._run(conn, "create", values)
-        self._insert_events(conn, rows)
-
-    def _insert_events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        sql, order = self._driver_sql["insert"]
-        conn.exec_driver_sql(sql, [tuple(r[k] for k in order) for r in rows])  # data: JSON text
+        with self._raw(write=True) as db:
+            self._run(db, "create", values)
+            self._insert_rows(db, rows)
 
     def _append_alone(self, a: Append) -> None:
-        with self._write() as conn:
-            if self._run(conn, "append" if a.owner is None else "append_fenced", a.params()) != 1:
-                self._refused(conn, a.saga_id, a.expected)
-            self._insert_events(conn, a.rows)
+        with self._raw(write=True) as db:
+            if self._run(db, "append" if a.owner is None else "append_fenced", a.params()
+                         ).rowcount != 1:
+                row = self._run(db, "refused", {"b_saga_id": a.saga_id}).fetchone()
+                raise refusal(row, a.saga_id, a.expected)
+            self._insert_rows(db, a.rows)
+
+    @translated
+    def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        check_page(after, limit)
+        params = {"b_saga_id": saga_id, "b_after": after, "b_limit": limit}
+        with self._raw(write=False) as db:
+            rows = self._run(db, "load" if limit is None else "load_page", params).fetchall()
+            if not rows and self._run(db, "exists", params).fetchone() is None:
+                raise SagaNotFound(f"no saga has id {saga_id!r}")
+        return [stored_event(saga_id, (p, seq, t, v, json.loads(d), at, w))
+                for p, seq, t, v, d, at, w in rows]

@@ -188,7 +188,8 @@ class PostgresEventStore(SqlEventStore):
             last_seq[str(r.saga_id)] = r.last_seq
             if r.seq is not None:
                 found.append(r)
-        return [(sid, self._stored(sid, found) if found and len(found) == last_seq[sid] else None)
+        return [(sid, self._stored(sid, (r[2:] for r in found))
+                 if found and len(found) == last_seq[sid] else None)
                 for sid, found in by_saga.items()]
 
     # -- time and wake-ups ------------------------------------------------------------------
