@@ -93,7 +93,8 @@ class SagaSummary:
 
 class EventLog(ABC):
     """The interface of an event store: the append-only log of saga events, and
-    the index of sagas beside it (:class:`saga.EventStore` implements it on SQL).
+    the index of sagas beside it (:class:`EventStore` opens one of ours by URL; an
+    application may implement its own).
 
     Every method raises :class:`~saga.SagaError` subclasses only:
     :class:`~saga.SagaNotFound`, :class:`~saga.errors.ConcurrencyError`
