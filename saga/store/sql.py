@@ -144,23 +144,16 @@ class SqlEventStore(SchemaChecks, EventStore):
 
     def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
                      ) -> None:
-        """Commit a new saga's index row (``values``) and its first events."""
-        with self._write() as conn:
-            self._insert_saga(conn, values, rows)
-            if wake:
-                self._wake(conn)
+        """Commit a new saga's index row (``values``, as ``CREATE`` takes them) and its first
+        events; ``wake``: the saga is due with no one holding it (tell idle workers)."""
+        raise NotImplementedError  # pragma: no cover - every backend writes it its own way
 
-    def _insert_saga(self, conn: sa.Connection, values: dict[str, Any], rows: list[dict[str, Any]]
-                     ) -> None:
-        """Insert a new saga's index row (``values``) and its first events."""
-        conn.execute(q.CREATE, values)
-        self._insert_events(conn, rows)
-
-    def _insert_events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        raise NotImplementedError  # pragma: no cover - every backend overrides it
-
-    def _wake(self, conn: sa.Connection) -> None:
-        """Tell idle workers, when ``conn``'s transaction commits, that a saga became due."""
+    def _append_alone(self, a: Append) -> None:
+        """Commit one append in a transaction of its own: its ``seq`` and lease checked in
+        the same statement that moves the saga's row on (``APPEND``/``APPEND_FENCED`` or
+        the backend's equivalent), then its events; raises :func:`refusal`'s error if the
+        check fails."""
+        raise NotImplementedError  # pragma: no cover - every backend writes it its own way
 
     def _commit_append(self, append: Append) -> None:
         """Commit one append (a backend may batch it with others')."""
@@ -257,16 +250,6 @@ class SqlEventStore(SchemaChecks, EventStore):
             # these events, the first try committed and this append succeeded.
             if not rows or isinstance(e, LeaseHeld) or not self._already_written(saga_id, rows):
                 raise
-
-    def _append_alone(self, a: Append) -> None:
-        """One append in a transaction of its own."""
-        with self._write() as conn:
-            stmt = q.APPEND if a.owner is None else q.APPEND_FENCED
-            if conn.execute(stmt, a.params()).rowcount != 1:
-                self._refused(conn, a.saga_id, a.expected)
-            self._insert_events(conn, a.rows)
-            if a.wake:
-                self._wake(conn)
 
     def _already_written(self, saga_id: str, rows: list[dict[str, Any]]) -> bool:
         """Whether the log holds exactly ``rows`` (same seq, type, writer, data) already."""

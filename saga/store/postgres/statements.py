@@ -17,7 +17,8 @@ from ..statements import is_due, lease_open
 from .notify import CHANNEL
 
 __all__ = [
-    "BATCH_APPEND", "CLAIM", "CLAIM_LOADED", "CREATE_WITH_EVENTS", "INSERT_EVENTS", "NOTIFY",
+    "BATCH_APPEND", "CLAIM", "CLAIM_LOADED", "CREATE_WITH_EVENTS", "CREATE_WITH_EVENTS_AND_NOTIFY",
+    "NOTIFY",
     "events_document", "sagas_document",
 ]
 
@@ -41,14 +42,11 @@ FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
 """
 
 
-def _insert_events(accepted: str | None) -> str:
-    """Insert the events of the JSON array ``:events`` in order (for the sagas the CTE
-    ``accepted`` returns, if named); their ``recorded_at`` is the server's clock."""
-    join = "" if accepted is None else f"JOIN {accepted} ON {accepted}.saga_id = e.saga_id\n"
-    return _EVENT_COLUMNS + join + "ORDER BY e.n\n"
+def _insert_events(accepted: str) -> str:
+    """Insert the events of the JSON array ``:events`` in order, for the sagas the CTE
+    ``accepted`` returns; their ``recorded_at`` is the server's clock."""
+    return _EVENT_COLUMNS + f"JOIN {accepted} ON {accepted}.saga_id = e.saga_id\nORDER BY e.n\n"
 
-
-INSERT_EVENTS = sa.text(_insert_events(None))
 
 # Claiming in one statement, built once: the ids come as array parameters, so that the SQL
 # is the same whatever their number (compiled once, then a prepared statement). Rows
@@ -82,15 +80,20 @@ ORDER BY c.wake_at, c.saga_id, e.seq
 NOTIFY = sa.text("SELECT pg_notify(:channel, '')").bindparams(channel=CHANNEL)
 
 # A new saga's row and its first events in one statement (one round trip less than two).
-CREATE_WITH_EVENTS = sa.text("""
+_CREATED = """
 WITH created AS (
     INSERT INTO sagas (saga_id, name, version, status, last_seq, created_at, updated_at,
                        wake_at, lease_owner, lease_expires_at)
     VALUES (:saga_id, :name, :version, :status, :last_seq, :created_at, :updated_at,
             :wake_at, :lease_owner, :lease_expires_at)
     RETURNING saga_id
+)"""
+CREATE_WITH_EVENTS = sa.text(_CREATED + "\n" + _insert_events("created"))
+CREATE_WITH_EVENTS_AND_NOTIFY = sa.text(
+    _CREATED + ", inserted AS (\n" + _insert_events("created") + ")\n"
+    f"SELECT pg_notify('{CHANNEL}', '') FROM created"
 )
-""" + _insert_events("created"))
+"""... and, for a saga that is due at once with no one holding it, the notification too."""
 
 BATCH_APPEND = sa.text(f"""
 WITH v AS (

@@ -78,15 +78,26 @@ class PostgresEventStore(SqlEventStore):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _insert_saga(self, conn: sa.Connection, values: dict[str, Any], rows: list[dict[str, Any]]
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
                      ) -> None:
-        conn.execute(pg.CREATE_WITH_EVENTS, {**values, "events": pg.events_document(rows)})
+        stmt = pg.CREATE_WITH_EVENTS_AND_NOTIFY if wake else pg.CREATE_WITH_EVENTS
+        with self._write() as conn:
+            conn.execute(stmt, {**values, "events": pg.events_document(rows)})
 
-    def _insert_events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        if rows:
-            conn.execute(pg.INSERT_EVENTS, {"events": pg.events_document(rows)})
+    def _append_alone(self, a: Append) -> None:
+        # The batch statement with one saga: the fence and the events in one round trip.
+        with self._write() as conn:
+            won = conn.execute(pg.BATCH_APPEND, {
+                "sagas": pg.sagas_document([a]), "events": pg.events_document(a.rows),
+                "ids": [a.saga_id],
+            }).first()
+            if won is None:
+                self._refused(conn, a.saga_id, a.expected)
+            if a.wake:
+                self._wake(conn)
 
     def _wake(self, conn: sa.Connection) -> None:
+        """Tell idle workers, when ``conn``'s transaction commits, that a saga became due."""
         conn.execute(pg.NOTIFY)
 
     @functools.cached_property
@@ -102,7 +113,7 @@ class PostgresEventStore(SqlEventStore):
 
     def _append_batch(self, batch: list[Pending]) -> None:
         """Commit the appends of many sagas in one transaction (see :mod:`.group`)."""
-        if len(batch) == 1:  # nothing to share: the plain append's statements are cheaper
+        if len(batch) == 1:  # nothing to share
             only = batch[0]
             try:
                 self._append_alone(only.payload)
