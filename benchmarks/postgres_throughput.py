@@ -4,8 +4,9 @@ Prints, in one run, on a database of its own (created, and dropped at the end):
 
 - the raw rates of the server through plain psycopg: single-row
   insert+commit on one connection, and 100-row batches (one commit each);
-- sagas/s and steps/s for sagas run one at a time in one process
-  (``coordinator.execute(...)``);
+- sagas/s and steps/s for sagas run one at a time in one process, as
+  ``coordinator.execute(...)`` and as ``coordinator.start(...)`` then
+  ``coordinator.run(...)``, each also as a percentage of the raw single-row rate;
 - sagas/s and steps/s with 1, 2 and 4 worker processes (real subprocesses
   running ``Coordinator.work``) driving a backlog of started sagas at once;
 - the time to finish 1,000 sagas left in flight by workers killed with
@@ -119,18 +120,26 @@ def raw_rates(url: str, *, count: int, batch: int) -> tuple[float, float]:
 # -- one at a time -----------------------------------------------------------------------------
 
 
-def one_at_a_time(url: str, *, count: int, warmup: int) -> float:
-    """Sagas per second, each run to completion with ``coordinator.execute`` before the next."""
+def one_at_a_time(url: str, *, count: int, warmup: int, mode: str = "execute") -> float:
+    """Sagas per second, each run to completion before the next: with ``coordinator.execute``
+    (``mode="execute"``), or ``coordinator.start`` then ``coordinator.run`` (``"start+run"``)."""
     store = EventStore(url)
     coordinator = Coordinator(store, sagas=[build_saga()])
+
+    def one(saga_id: str) -> SagaStatus:
+        if mode == "execute":
+            return coordinator.execute(SAGA, {"city": "Oslo"}, saga_id=saga_id).status
+        coordinator.start(SAGA, {"city": "Oslo"}, saga_id=saga_id)
+        return coordinator.run(saga_id).status
+
     try:
         for i in range(warmup):
-            coordinator.execute(SAGA, {"city": "Oslo"}, saga_id=f"warm-{i}")
+            one(f"warm-{mode}-{i}")
         t0 = time.perf_counter()
         for i in range(count):
-            view = coordinator.execute(SAGA, {"city": "Oslo"}, saga_id=f"one-{i}")
-            if view.status is not SagaStatus.COMPLETED:
-                raise RuntimeError(f"saga one-{i} ended {view.status}")
+            status = one(f"one-{mode}-{i}")
+            if status is not SagaStatus.COMPLETED:
+                raise RuntimeError(f"saga one-{mode}-{i} ended {status}")
         return count / (time.perf_counter() - t0)
     finally:
         coordinator.close()
@@ -334,9 +343,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"raw insert+commit, one connection:  {single:>8,.0f} commits/s", file=out)
         print(f"raw 100-row batches, one connection: {rows:>8,.0f} rows/s "
               f"({rows / 100:,.0f} commits/s)", file=out)
-        rate = one_at_a_time(url, count=args.one, warmup=args.warmup)
-        print(f"one at a time, one process:          {rate:>8,.0f} sagas/s {rate * STEPS:>8,.0f} "
-              f"steps/s ({args.one} sagas)", file=out)
+        for mode in ("execute", "start+run"):
+            rate = one_at_a_time(url, count=args.one, warmup=args.warmup, mode=mode)
+            print(f"one at a time, {mode + ',':<10} 1 process: {rate:>8,.0f} sagas/s "
+                  f"{rate * STEPS:>8,.0f} steps/s ({args.one} sagas; "
+                  f"{100 * rate / single:.1f}% of raw)", file=out)
         for n in counts:
             rate = many_at_once(url, workers=n, sagas=args.many, concurrency=args.concurrency)
             print(f"{n} worker process{'es' if n > 1 else '  '} x {args.concurrency:<3} at once:   "

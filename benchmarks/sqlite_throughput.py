@@ -30,6 +30,7 @@ from typing import Any
 from sqlalchemy import event
 
 from saga import Coordinator, EventStore, Retry, Saga, SagaStatus, StepContext
+from saga.store.sql import SqlEventStore
 
 STEPS = 3
 
@@ -62,6 +63,7 @@ class CommitCounter:
 
     def attach(self, store: EventStore) -> None:
         """Trace every connection the store's engine opens from now on."""
+        assert isinstance(store, SqlEventStore)
 
         @event.listens_for(store.engine, "connect")
         def _trace(dbapi_conn: Any, _record: Any) -> None:

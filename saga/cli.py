@@ -20,14 +20,11 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-import sqlalchemy as sa
-
 from .coordinator import Coordinator
 from .definition import Saga
-from .errors import InvalidInput, SagaError, SagaNotFound, TargetError
+from .errors import InvalidInput, SagaError, TargetError
 from .state import SagaStatus
-from .store import EventStore
-from .store.factory import default_url
+from .store import EventStore, default_url, redact
 from .timeline import render
 
 __all__ = ["load_targets", "main"]
@@ -78,25 +75,15 @@ def _read_input(text: str) -> Any:
 
 
 def _open(args: argparse.Namespace, *, create: bool) -> EventStore:
-    """Open the store; a read-only command does not create a SQLite file that is missing."""
-    url: str = args.db
-    if not create:
-        try:
-            u = sa.make_url(url)
-        except sa.exc.ArgumentError:
-            raise InvalidInput(f"not a database URL: {url!r}") from None
-        on_disk = u.get_backend_name() == "sqlite" and u.database not in (None, "", ":memory:")
-        if on_disk and not Path(str(u.database)).exists():
-            raise SagaNotFound(f"no database at {u.database} (nothing has been started there)")
-    return EventStore(url)
+    """Open the store; ``create=False``: opening writes nothing (no schema, no file)."""
+    return EventStore(args.db, schema="create" if create else "require")
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    store = EventStore(args.db, create_schema=False)
+    store = EventStore(args.db, schema="skip")
     revision = store.upgrade()
     store.close()
-    where = sa.make_url(args.db).render_as_string(hide_password=True)
-    print(f"database at {where} is at schema revision {revision}")
+    print(f"database at {redact(args.db)} is at schema revision {revision}")
     return 0
 
 
@@ -152,13 +139,13 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     store = _open(args, create=False)
-    print(render(args.id, store.history(args.id)))
+    print(render(args.id, store.load(args.id)))
     return 0
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
     store = _open(args, create=False)
-    for e in store.history(args.id):
+    for e in store.load(args.id):
         if args.json:
             print(json.dumps(e.to_json(), separators=(",", ":")))
         else:
@@ -186,7 +173,7 @@ def _cmd_demo(args: argparse.Namespace) -> int:
 
     store = EventStore(args.db)
     demo(store)
-    print(f"the log is in {sa.make_url(args.db).render_as_string(hide_password=True)}; "
+    print(f"the log is in {redact(args.db)}; "
           "try `saga list` and `saga show ID`")
     store.close()
     return 0

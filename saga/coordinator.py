@@ -530,7 +530,7 @@ class Coordinator:
 
     def get(self, saga_id: str) -> SagaView:
         """The saga's current state, folded from its log."""
-        return self.store.get(saga_id)
+        return fold(saga_id, (s.event for s in self.store.load(saga_id))).view()
 
     def cancel(self, saga_id: str, *, reason: str = "") -> SagaView:
         """Stop a running saga's forward progress; a worker then compensates it.

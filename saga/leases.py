@@ -59,9 +59,7 @@ class LeaseKeeper:
                 continue
             now = self.clock.now()
             try:
-                held = self.store.renew(
-                    self.owner, ids, until=now + timedelta(seconds=self.lease), now=now
-                )
+                held = self.store.renew(self.owner, ids, until=now + timedelta(seconds=self.lease))
             except StoreError as e:
                 log.warning("lease renewal failed: %s", e)
                 continue

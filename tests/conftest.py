@@ -86,11 +86,13 @@ def postgres_url(postgres_databases: PostgresDatabases) -> Iterator[str]:
     postgres_databases.drop(name)
 
 
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres), "memory"])
 def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
-    """A fresh database of each backend (the store contract runs on every one)."""
+    """A fresh store of each backend (the store contract runs on every one)."""
     if request.param == "postgres":
         return str(request.getfixturevalue("postgres_url"))
+    if request.param == "memory":
+        return "memory://"
     return f"sqlite:///{tmp_path / 'saga.db'}"
 
 
@@ -108,3 +110,16 @@ def sqlite_store(sqlite_url: str) -> Iterator[EventStore]:
     s = EventStore(sqlite_url)
     yield s
     s.close()
+
+
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def empty_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
+    """An empty database of each backend (no schema at all; the SQLite file does not exist)."""
+    if request.param == "sqlite":
+        yield sqlite_url
+        return
+    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
+    name = f"saga_empty_{uuid.uuid4().hex[:12]}"
+    databases._execute(f'CREATE DATABASE "{name}"')
+    yield databases.url_of(name)
+    databases.drop(name)

@@ -10,8 +10,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from saga import EventStore, StoredEvent
+from saga import EventLog, EventStore, SagaView, StoredEvent
 from saga import events as ev
+from saga.state import fold
 
 
 class WorkerDied(BaseException):
@@ -38,14 +39,19 @@ def loose(value: object) -> Any:
     return value
 
 
+def view_of(store: EventLog, saga_id: str) -> SagaView:
+    """The saga's current state, folded from its log."""
+    return fold(saga_id, (e.event for e in store.load(saga_id))).view()
+
+
 def types(store: EventStore, saga_id: str) -> list[str]:
     """The event types of a saga's log, in order."""
-    return [e.type for e in store.history(saga_id)]
+    return [e.type for e in store.load(saga_id)]
 
 
 def of_type(store: EventStore, saga_id: str, type_: str) -> list[StoredEvent]:
     """The saga's events of one type, in order."""
-    return [e for e in store.history(saga_id) if e.type == type_]
+    return [e for e in store.load(saga_id) if e.type == type_]
 
 
 def snapshot(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

@@ -12,6 +12,7 @@ from pathlib import Path
 import pytest
 
 from saga import EventStore, SagaStatus
+from tests.helpers import view_of
 
 ROOT = Path(__file__).resolve().parent.parent
 SAGA = str(Path(sys.executable).with_name("saga"))
@@ -87,7 +88,7 @@ def test_cancel_and_retry(tmp_path: Path) -> None:
     saga(db, "cancel", "c-1", "--reason", "customer asked")
     saga(db, "worker", TARGET, "--until-idle")
     with EventStore(f"sqlite:///{db}") as store:
-        view = store.get("c-1")
+        view = view_of(store, "c-1")
     assert view.status is SagaStatus.COMPENSATED
     assert view.reason == "cancelled: customer asked"
     assert "only a running saga can be cancelled" in fails(db, "cancel", "c-1")
@@ -98,8 +99,8 @@ def test_cancel_and_retry(tmp_path: Path) -> None:
     assert "r-1  place-order v1  failed" in saga(db, "list").stdout
     saga(db, "retry", "r-1")
     with EventStore(f"sqlite:///{db}") as store:
-        assert store.get("r-1").status is SagaStatus.COMPENSATING
-        assert store.history("r-1")[-1].type == "SagaRetryRequested"
+        assert view_of(store, "r-1").status is SagaStatus.COMPENSATING
+        assert store.load("r-1")[-1].type == "SagaRetryRequested"
 
 
 @pytest.mark.parametrize(
@@ -158,7 +159,8 @@ def test_bad_database_url(tmp_path: Path) -> None:
     result = subprocess.run([SAGA, "--db", "nonsense", "list"], capture_output=True, text=True,
                             timeout=60, cwd=tmp_path, check=False)
     assert result.returncode == 1
-    assert result.stderr.strip() == "saga: error: not a database URL: 'nonsense'"
+    assert result.stderr.strip().startswith("saga: error: not a database URL: it has no scheme")
+    assert "nonsense" not in result.stderr  # a value without a scheme is never echoed
 
 
 def test_db_upgrade_and_demo(tmp_path: Path) -> None:

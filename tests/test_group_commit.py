@@ -13,6 +13,8 @@ import sqlalchemy as sa
 
 from saga import ConcurrencyError, Coordinator, EventStore, LeaseHeld, Saga, SagaStatus
 from saga import events as ev
+from saga.store.postgres import PostgresEventStore
+from tests.helpers import view_of
 
 pytestmark = pytest.mark.postgres
 
@@ -21,8 +23,9 @@ LEASE = NOW + timedelta(seconds=30)
 
 
 @pytest.fixture
-def pg_store(postgres_url: str) -> Iterator[EventStore]:
+def pg_store(postgres_url: str) -> Iterator[PostgresEventStore]:
     s = EventStore(postgres_url)
+    assert isinstance(s, PostgresEventStore)
     yield s
     s.close()
 
@@ -44,7 +47,7 @@ def _append(store: EventStore, saga_id: str, expected: int, owner: str) -> Calla
 
 
 def test_a_refused_append_does_not_fail_the_others_in_its_batch(
-    pg_store: EventStore, postgres_url: str
+    pg_store: PostgresEventStore, postgres_url: str
 ) -> None:
     for sid in ("blocker", "good-1", "stale", "good-2", "leased"):
         _create(pg_store, sid, owner="me")
@@ -89,7 +92,7 @@ def test_a_refused_append_does_not_fail_the_others_in_its_batch(
     assert isinstance(outcomes["theirs"], LeaseHeld)
     for sid, seqs in {"blocker": [1, 2], "good-1": [1, 2], "good-2": [1, 2], "stale": [1],
                       "theirs": [1]}.items():
-        assert [e.seq for e in pg_store.history(sid)] == seqs
+        assert [e.seq for e in pg_store.load(sid)] == seqs
     assert pg_store.summary("good-1").lease_owner == "me"
     assert pg_store.summary("theirs").lease_owner == "them"
 
@@ -105,7 +108,7 @@ def _transactions_after_start(libpq: str) -> int:
 
 
 def test_a_worker_driving_many_sagas_commits_less_than_once_per_append(
-    pg_store: EventStore, postgres_url: str
+    pg_store: PostgresEventStore, postgres_url: str
 ) -> None:
     saga = Saga("grouped")
     for n in range(3):
@@ -117,17 +120,17 @@ def test_a_worker_driving_many_sagas_commits_less_than_once_per_append(
         hide_password=False
     )
     coordinator.work(until_idle=True, concurrency=24)
-    assert all(pg_store.get(sid).status is SagaStatus.COMPLETED for sid in ids)
-    assert all(len(pg_store.history(sid)) == 8 for sid in ids)
+    assert all(view_of(pg_store, sid).status is SagaStatus.COMPLETED for sid in ids)
+    assert all(len(pg_store.load(sid)) == 8 for sid in ids)
     appends = 4 * len(ids)  # the first start, two handovers and the finish of each saga
     commits = _transactions_after_start(libpq)
     assert commits < appends / 2, (commits, appends)
 
 
 def test_the_batch_statement_finds_sagas_by_primary_key_in_a_large_table(
-    pg_store: EventStore,
+    pg_store: PostgresEventStore,
 ) -> None:
-    from saga.store.group import BATCH_APPEND
+    from saga.store.postgres.statements import BATCH_APPEND
 
     with pg_store.engine.begin() as conn:
         conn.exec_driver_sql(

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import uuid
 from collections.abc import Iterator
 from datetime import UTC, datetime
 from typing import Any
@@ -15,24 +14,9 @@ from alembic.migration import MigrationContext
 from saga import SagaStatus
 from saga import events as ev
 from saga.store import migrate, schema
-from tests.conftest import PostgresDatabases
 from tests.helpers import open_store
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
-
-
-@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
-def empty_url(request: pytest.FixtureRequest, sqlite_url: str) -> Iterator[str]:
-    """An empty database of each backend (no schema at all)."""
-    if request.param == "sqlite":
-        yield sqlite_url
-        return
-    databases: PostgresDatabases = request.getfixturevalue("postgres_databases")
-    name = f"saga_empty_{uuid.uuid4().hex[:12]}"
-    with databases.admin.connect() as conn:
-        conn.exec_driver_sql(f'CREATE DATABASE "{name}"')
-    yield databases.url_of(name)
-    databases.drop(name)
 
 
 @pytest.fixture
@@ -102,7 +86,7 @@ def test_a_migrated_database_is_usable_and_a_store_creates_the_schema_itself(
         started = ev.SagaStarted(name="n", version=1, at=T0)
         assert store.create("s", [started], name="n", version=1, status=SagaStatus.RUNNING,
                             wake_at=None, now=T0)
-        assert [e.seq for e in store.history("s")] == [1]
+        assert [e.seq for e in store.load("s")] == [1]
     _downgrade(engine)
     with open_store(empty_url) as store:  # an empty database: the store migrates it to head
         assert store.find() == []

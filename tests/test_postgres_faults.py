@@ -116,7 +116,7 @@ def test_append_whose_commit_answer_is_lost_is_not_duplicated(
                      owner="w1", lease_until=now + timedelta(seconds=30))
         assert relay.cuts == 1, "the relay should have cut the connection during COMMIT"
     with EventStore(postgres_url) as direct:
-        log = direct.history("s1")
+        log = direct.load("s1")
         assert [(e.seq, e.type, e.writer) for e in log] == [
             (1, "SagaStarted", None), (2, "StepAttemptStarted", "w1"), (3, "StepSucceeded", "w1"),
         ]
@@ -140,7 +140,7 @@ def test_create_whose_commit_answer_is_lost_reports_success(
         assert not store.create("s1", first_events(later), name="raw", version=1,
                                 status=SagaStatus.RUNNING, wake_at=later, now=later)
     with EventStore(postgres_url) as direct:
-        assert [e.type for e in direct.history("s1")] == ["SagaStarted"]
+        assert [e.type for e in direct.load("s1")] == ["SagaStarted"]
 
 
 def test_lost_commit_that_did_not_commit_is_retried(cutter: tuple[CommitCutter, str],
@@ -176,7 +176,7 @@ def test_lost_commit_that_did_not_commit_is_retried(cutter: tuple[CommitCutter, 
         assert relay.cuts == 1
         calls = admin.execute("SELECT last_value FROM fail_once_calls").fetchone()
         assert calls == (2,), "the first COMMIT failed on the server, the retry committed"
-        assert [e.type for e in store.history("s1")] == ["SagaStarted", "StepAttemptStarted"]
+        assert [e.type for e in store.load("s1")] == ["SagaStarted", "StepAttemptStarted"]
 
 
 def _terminate_all(postgres_url: str) -> int:
@@ -213,7 +213,7 @@ def test_store_survives_every_backend_being_terminated(postgres_url: str) -> Non
         store.append("s1", 1, [ev.StepAttemptStarted(step="one", attempt=1, at=now)],
                      status=SagaStatus.RUNNING, wake_at=now, now=now)
         assert _terminate_all(postgres_url) >= 1
-        assert [e.seq for e in store.history("s1")] == [1, 2]
+        assert [e.seq for e in store.load("s1")] == [1, 2]
         assert store.claim("w", now, until=now + timedelta(seconds=5)) == ["s1"]
 
 

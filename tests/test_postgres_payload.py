@@ -12,6 +12,7 @@ from __future__ import annotations
 import pytest
 
 from saga import Coordinator, EventStore, PayloadTooLarge, Retry, Saga, SagaStatus, StepContext
+from tests.helpers import view_of
 
 LIMIT = 10_000
 
@@ -62,12 +63,12 @@ def test_oversized_output_fails_the_step_and_compensates(store_url: str) -> None
         assert effects == ["small", "large", "undo large", "undo small"]
         step = view.steps["large"]
         assert step.attempts == 1, "not retried: the same result would be too large again"
-        failed = [e for e in store.history("s1") if e.type == "StepAttemptFailed"]
+        failed = [e for e in store.load("s1") if e.type == "StepAttemptFailed"]
         assert len(failed) == 1
         assert failed[0].data["error_type"] == "PayloadTooLarge"
         assert "result too large" in failed[0].data["message"]
         assert failed[0].data["retried"] is False
-        assert all(len(str(e.data)) < LIMIT for e in store.history("s1"))
+        assert all(len(str(e.data)) < LIMIT for e in store.load("s1"))
 
 
 def test_oversized_output_through_a_worker(store_url: str) -> None:
@@ -77,6 +78,6 @@ def test_oversized_output_through_a_worker(store_url: str) -> None:
         coordinator.start("bulky", {"big": True}, saga_id="w1")
         coordinator.start("bulky", {"big": False}, saga_id="w2")
         coordinator.work(until_idle=True)
-        assert store.get("w1").status is SagaStatus.COMPENSATED
-        assert store.get("w2").status is SagaStatus.COMPLETED
+        assert view_of(store, "w1").status is SagaStatus.COMPENSATED
+        assert view_of(store, "w2").status is SagaStatus.COMPLETED
         assert effects.count("large") == 2

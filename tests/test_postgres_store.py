@@ -16,6 +16,7 @@ import sqlalchemy as sa
 from saga import ConcurrencyError, Coordinator, EventStore, Saga, SagaStatus, StepContext, VirtualClock
 from saga import events as ev
 from saga.store.postgres import DatabaseClock, PostgresEventStore
+from tests.helpers import view_of
 
 pytestmark = pytest.mark.postgres
 
@@ -34,8 +35,9 @@ def attempt(n: int, at: datetime) -> ev.StepAttemptStarted:
 
 
 @pytest.fixture
-def pg(postgres_url: str) -> Iterator[EventStore]:
+def pg(postgres_url: str) -> Iterator[PostgresEventStore]:
     s = EventStore(postgres_url)
+    assert isinstance(s, PostgresEventStore)
     yield s
     s.close()
 
@@ -48,7 +50,7 @@ def new_saga(store: EventStore, saga_id: str, now: datetime, *, wake: bool = Tru
 # -- the log is append-only ---------------------------------------------------------------------
 
 
-def test_trigger_refuses_update_and_delete_of_events(pg: EventStore, postgres_url: str) -> None:
+def test_trigger_refuses_update_and_delete_of_events(pg: PostgresEventStore, postgres_url: str) -> None:
     now = datetime.now(UTC)
     new_saga(pg, "s1", now)
     with psycopg.connect(libpq(postgres_url), autocommit=True) as conn:
@@ -58,13 +60,13 @@ def test_trigger_refuses_update_and_delete_of_events(pg: EventStore, postgres_ur
             conn.execute("DELETE FROM saga_events WHERE saga_id = 's1'")
         count = conn.execute("SELECT count(*) FROM saga_events WHERE saga_id = 's1'").fetchone()
     assert count == (1,)
-    assert [e.type for e in pg.history("s1")] == ["SagaStarted"]
+    assert [e.type for e in pg.load("s1")] == ["SagaStarted"]
 
 
 # -- fencing under READ COMMITTED ---------------------------------------------------------------
 
 
-def test_store_runs_in_read_committed(pg: EventStore) -> None:
+def test_store_runs_in_read_committed(pg: PostgresEventStore) -> None:
     engine: sa.Engine = pg.engine
     with engine.connect() as conn:
         assert conn.exec_driver_sql("SHOW transaction_isolation").scalar() == "read committed"
@@ -96,7 +98,7 @@ def _waiting_on_locks(url: str, n: int) -> bool:
     return False
 
 
-def test_two_appenders_blocked_on_the_same_row_cannot_both_win(pg: EventStore, postgres_url: str
+def test_two_appenders_blocked_on_the_same_row_cannot_both_win(pg: PostgresEventStore, postgres_url: str
                                                                ) -> None:
     now = datetime.now(UTC)
     new_saga(pg, "s1", now)
@@ -117,7 +119,7 @@ def test_two_appenders_blocked_on_the_same_row_cannot_both_win(pg: EventStore, p
             t.join(10)
     assert sorted(results.values()) == ["ConcurrencyError", "won"]
     winner = next(o for o, r in results.items() if r == "won")
-    log = pg.history("s1")
+    log = pg.load("s1")
     assert [(e.seq, e.type) for e in log] == [(1, "SagaStarted"), (2, "StepAttemptStarted")]
     assert log[1].writer == winner
     assert pg.summary("s1").lease_owner == winner
@@ -135,7 +137,7 @@ def _race(store: EventStore, seq: int, name: str, barrier: threading.Barrier, ou
         outcome.append("refused")
 
 
-def test_racing_appenders_one_winner_per_round(pg: EventStore, postgres_url: str) -> None:
+def test_racing_appenders_one_winner_per_round(pg: PostgresEventStore, postgres_url: str) -> None:
     now = datetime.now(UTC)
     new_saga(pg, "s1", now)
     stores = [EventStore(postgres_url) for _ in range(2)]
@@ -158,7 +160,7 @@ def test_racing_appenders_one_winner_per_round(pg: EventStore, postgres_url: str
     finally:
         for s in stores:
             s.close()
-    log = pg.history("s1")
+    log = pg.load("s1")
     assert [e.seq for e in log] == list(range(1, 22))
     assert [e.data["message"] for e in log[1:]] == winners
 
@@ -166,7 +168,7 @@ def test_racing_appenders_one_winner_per_round(pg: EventStore, postgres_url: str
 # -- claiming -------------------------------------------------------------------------------------
 
 
-def test_concurrent_claims_never_share_a_saga(pg: EventStore, postgres_url: str) -> None:
+def test_concurrent_claims_never_share_a_saga(pg: PostgresEventStore, postgres_url: str) -> None:
     now = datetime.now(UTC)
     for i in range(120):
         new_saga(pg, f"s{i:03}", now)
@@ -196,7 +198,7 @@ def test_concurrent_claims_never_share_a_saga(pg: EventStore, postgres_url: str)
     assert {pg.summary(s).lease_owner for s in a} <= {"a"}
 
 
-def test_claim_skips_a_locked_saga_instead_of_waiting(pg: EventStore, postgres_url: str) -> None:
+def test_claim_skips_a_locked_saga_instead_of_waiting(pg: PostgresEventStore, postgres_url: str) -> None:
     now = datetime.now(UTC)
     for i in range(3):
         new_saga(pg, f"s{i}", now - timedelta(seconds=3 - i))
@@ -211,13 +213,13 @@ def test_claim_skips_a_locked_saga_instead_of_waiting(pg: EventStore, postgres_u
     assert pg.claim("me", now, until=now + timedelta(seconds=30)) == ["s0"]
 
 
-def test_claim_takes_expired_leases_only(pg: EventStore) -> None:
+def test_claim_takes_expired_leases_only(pg: PostgresEventStore) -> None:
     now = datetime.now(UTC)
     new_saga(pg, "live", now)
     new_saga(pg, "expired", now)
     new_saga(pg, "resting", now, wake=False)
     assert sorted(pg.claim("old", now, until=now + timedelta(seconds=5))) == ["expired", "live"]
-    pg.renew("old", ["live"], until=now + timedelta(seconds=60), now=now)
+    pg.renew("old", ["live"], until=now + timedelta(seconds=60))
     later = now + timedelta(seconds=10)
     assert pg.claim("new", later, until=later + timedelta(seconds=5)) == ["expired"]
     assert pg.summary("expired").lease_owner == "new"
@@ -227,7 +229,7 @@ def test_claim_takes_expired_leases_only(pg: EventStore) -> None:
 # -- the database's clock -------------------------------------------------------------------------
 
 
-def test_database_clock_follows_the_server(pg: EventStore) -> None:
+def test_database_clock_follows_the_server(pg: PostgresEventStore) -> None:
     engine: sa.Engine = pg.engine
     clock = DatabaseClock(engine)
     readings = []
@@ -242,7 +244,7 @@ def test_database_clock_follows_the_server(pg: EventStore) -> None:
     assert b >= a
 
 
-def test_coordinator_uses_the_database_clock_on_postgres(pg: EventStore, sqlite_url: str) -> None:
+def test_coordinator_uses_the_database_clock_on_postgres(pg: PostgresEventStore, sqlite_url: str) -> None:
     assert isinstance(pg, PostgresEventStore)
     assert isinstance(Coordinator(pg).clock, DatabaseClock)
     with EventStore(sqlite_url) as lite:
@@ -297,7 +299,7 @@ def test_the_documented_application_role_can_run_sagas_but_not_rewrite_history(
                     with pytest.raises(psycopg.errors.InsufficientPrivilege):
                         app.execute(sql)
             with EventStore(postgres_url) as direct:
-                assert direct.get("q2").status is SagaStatus.COMPLETED
+                assert view_of(direct, "q2").status is SagaStatus.COMPLETED
         finally:
             owner.execute(f'DROP OWNED BY "{role}"')
             owner.execute(f'DROP ROLE "{role}"')

@@ -21,6 +21,7 @@ import sqlalchemy as sa
 
 from saga import Coordinator, EventLog, EventStore, Retry, Saga, SagaStatus, StepContext
 from saga.store.postgres import PostgresEventStore
+from tests.helpers import view_of
 
 from .postgres_worker import build_sagas, effect_counts, ledger_lines
 
@@ -83,7 +84,7 @@ def count_status(store: EventLog, status: SagaStatus, name: str) -> int:
 def check_logs(store: EventLog, ids: list[str], last: str) -> None:
     """Every saga ends with ``last``, its seq has no gap or duplicate, and nothing follows the end."""
     for sid in ids:
-        log = store.history(sid)
+        log = store.load(sid)
         assert [e.seq for e in log] == list(range(1, len(log) + 1)), sid
         assert log[-1].type == last, (sid, [e.type for e in log])
         assert [e.type for e in log].count(last) == 1
@@ -126,7 +127,7 @@ def test_an_idle_worker_wakes_on_notify_within_tens_of_ms(postgres_url: str, tmp
             worker_store.close()
         del keep
         for i in range(5):
-            assert client_store.get(f"q{i}").status is SagaStatus.COMPLETED
+            assert view_of(client_store, f"q{i}").status is SagaStatus.COMPLETED
     assert max(latencies) < 0.2, latencies
     assert sorted(latencies)[2] < 0.1, latencies
 
@@ -153,7 +154,7 @@ def test_without_notifications_an_idle_worker_polls(sqlite_url: str) -> None:
             stop.set()
             thread.join(10)
         assert seen[0] - t0 < 0.5
-        assert store.get("q").status is SagaStatus.COMPLETED
+        assert view_of(store, "q").status is SagaStatus.COMPLETED
 
 
 # -- SQLite: several processes on one file ------------------------------------------------------
@@ -202,24 +203,24 @@ def test_a_worker_paused_past_its_lease_writes_nothing_and_carries_on(
         view = rescuer.run("g1")
         assert view.status is SagaStatus.COMPLETED
         assert view.results["wait_for_gate"] == 2
-        before = [(e.seq, e.type, e.writer) for e in store.history("g1")]
+        before = [(e.seq, e.type, e.writer) for e in store.load("g1")]
         os.kill(paused.pid, signal.SIGCONT)
         # The paused worker's step returns now; its outcome must be refused. Its next
         # saga shows it carried on (it drives one saga at a time, so the stale one is done).
         rescuer.start("order", {"n": 1}, saga_id="after")
-        wait_for(lambda: store.get("after").status is SagaStatus.COMPLETED, 15,
+        wait_for(lambda: view_of(store, "after").status is SagaStatus.COMPLETED, 15,
                  "the resumed worker to drive a new saga")
         assert paused.alive()
-        after = [(e.seq, e.type, e.writer) for e in store.history("g1")]
+        after = [(e.seq, e.type, e.writer) for e in store.load("g1")]
         assert after == before, "the paused worker wrote nothing to the saga it lost"
         assert [t for _, t, _ in after] == [
             "SagaStarted", "StepAttemptStarted", "StepAttemptFailed", "StepAttemptStarted",
             "StepSucceeded", "SagaCompleted",
         ]
         assert [w for _, _, w in after[1:]] == ["paused"] + ["rescuer"] * 4
-        lost = store.history("g1")[2].event
+        lost = store.load("g1")[2].event
         assert getattr(lost, "lost", False) is True
-        assert {e.writer for e in store.history("after")[1:]} == {"paused"}
+        assert {e.writer for e in store.load("after")[1:]} == {"paused"}
 
 
 # -- PostgreSQL: every backend terminated mid-run -----------------------------------------------
@@ -260,7 +261,7 @@ def test_workers_reconnect_after_every_backend_is_terminated(
         check_logs(store, ids, "SagaCompleted")
         assert all(w.alive() for w in workers)
         for sid in ids:
-            succeeded = [e for e in store.history(sid) if e.type == "StepSucceeded"]
+            succeeded = [e for e in store.load(sid) if e.type == "StepSucceeded"]
             assert len(succeeded) == 3
     for w in workers:
         assert w.stop() == 0
@@ -323,7 +324,7 @@ def test_two_coordinators_recovering_one_saga_one_story(
     for t in threads:
         t.join(30)
     try:
-        log = stores[0].history("c1")
+        log = stores[0].load("c1")
         assert [e.type for e in log] == [
             "SagaStarted", "StepAttemptStarted", "StepAttemptFailed", "StepAttemptStarted",
             "StepSucceeded", "SagaCompleted",

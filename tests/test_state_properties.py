@@ -302,7 +302,7 @@ def test_coordinator_logs_keep_the_guarantees(
     finally:
         fn.release.set()
     assert not view.status.is_active
-    history = property_db.history(saga_id)
+    history = property_db.load(saga_id)
     check_log_invariants(logged(history), [s.name for s in saga.steps])
     events = [e.event for e in history]
     for k in range(1, len(events) + 1):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime, timedelta
 
 import pytest
@@ -9,6 +10,7 @@ import pytest
 from saga import (
     ConcurrencyError,
     EventStore,
+    InvalidInput,
     LeaseHeld,
     PayloadTooLarge,
     SagaError,
@@ -17,6 +19,7 @@ from saga import (
     StoredEvent,
 )
 from saga import events as ev
+from tests.helpers import view_of
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -55,7 +58,7 @@ def test_create_append_load_and_history(store: EventStore) -> None:
     _append(store, "a", 1, [_attempt("x"), ev.StepSucceeded(step="x", attempt=1, result={"n": 1},
                                                              at=_at(1))])
     _append(store, "a", 3, [ev.SagaCompleted(at=_at(2))], status=SagaStatus.COMPLETED, wake=None)
-    history = store.history("a")
+    history = store.load("a")
     assert [e.seq for e in history] == [1, 2, 3, 4]
     assert [e.type for e in history] == [
         "SagaStarted", "StepAttemptStarted", "StepSucceeded", "SagaCompleted"
@@ -72,7 +75,7 @@ def test_create_append_load_and_history(store: EventStore) -> None:
     summary = store.summary("a")
     assert summary.status is SagaStatus.COMPLETED and summary.last_seq == 4
     assert summary.name == "order" and summary.version == 1 and summary.wake_at is None
-    view = store.get("a")
+    view = view_of(store, "a")
     assert view.status is SagaStatus.COMPLETED and view.results == {"x": {"n": 1}} and view.seq == 4
 
 
@@ -80,7 +83,7 @@ def test_create_is_idempotent_on_the_id(store: EventStore) -> None:
     assert _create(store, "a")
     assert not store.create("a", [_started("other", input=5)], name="other", version=1,
                             status=SagaStatus.RUNNING, wake_at=_at(0), now=_at(0))
-    (only,) = store.history("a")
+    (only,) = store.load("a")
     assert only.data["name"] == "order" and store.summary("a").name == "order"
 
 
@@ -90,8 +93,8 @@ def test_seq_is_contiguous_per_saga(store: EventStore) -> None:
     for i in range(3):
         _append(store, "a", 1 + i, [_attempt("x", i + 1)])
     _append(store, "b", 1, [_attempt("y"), _attempt("y", 2)])
-    assert [e.seq for e in store.history("a")] == [1, 2, 3, 4]
-    assert [e.seq for e in store.history("b")] == [1, 2, 3]
+    assert [e.seq for e in store.load("a")] == [1, 2, 3, 4]
+    assert [e.seq for e in store.load("b")] == [1, 2, 3]
 
 
 def test_stale_expected_seq_is_a_concurrency_error_and_writes_nothing(store: EventStore) -> None:
@@ -101,7 +104,7 @@ def test_stale_expected_seq_is_a_concurrency_error_and_writes_nothing(store: Eve
         with pytest.raises(ConcurrencyError) as info:
             _append(store, "a", stale, [_attempt("x", 2)])
         assert not isinstance(info.value, LeaseHeld)
-    assert [e.seq for e in store.history("a")] == [1, 2]
+    assert [e.seq for e in store.load("a")] == [1, 2]
     assert store.summary("a").last_seq == 2
 
 
@@ -133,7 +136,7 @@ def test_lease_taken_over_after_it_expires(store: EventStore) -> None:
             owner="w2", lease=40)
     summary = store.summary("a")
     assert summary.lease_owner == "w2" and summary.lease_expires_at == _at(40)
-    assert store.history("a")[-1].writer == "w2"
+    assert store.load("a")[-1].writer == "w2"
 
 
 def test_renew_and_release(store: EventStore) -> None:
@@ -141,7 +144,7 @@ def test_renew_and_release(store: EventStore) -> None:
     _create(store, "b")
     _append(store, "a", 1, [], owner="w1", lease=10)
     _append(store, "b", 1, [], owner="w2", lease=10)
-    assert store.renew("w1", ["a", "b"], until=_at(30), now=_at(5)) == {"a"}
+    assert store.renew("w1", ["a", "b"], until=_at(30)) == {"a"}
     assert store.summary("a").lease_expires_at == _at(30)
     assert store.summary("b").lease_expires_at == _at(10)
     store.release("w2", "a")  # not w2's: no-op
@@ -197,7 +200,7 @@ def test_an_oversized_event_is_refused_and_nothing_is_written(store: EventStore)
     with pytest.raises(PayloadTooLarge, match="StepSucceeded") as info:
         _append(store, "a", 1, [_attempt("x"), huge])
     assert isinstance(info.value, SagaError)
-    assert store.summary("a").last_seq == 1 and len(store.history("a")) == 1
+    assert store.summary("a").last_seq == 1 and len(store.load("a")) == 1
     with pytest.raises(PayloadTooLarge):
         store.create("b", [_started(input="y" * (2 * 1024 * 1024))], name="order", version=1,
                      status=SagaStatus.RUNNING, wake_at=_at(0), now=_at(0))
@@ -206,7 +209,7 @@ def test_an_oversized_event_is_refused_and_nothing_is_written(store: EventStore)
 
 
 def test_unknown_saga_id(store: EventStore) -> None:
-    for call in (store.load, store.history, store.summary, store.get):
+    for call in (store.load, store.summary):
         with pytest.raises(SagaNotFound, match="nope"):
             call("nope")
     with pytest.raises(SagaNotFound):
@@ -237,3 +240,56 @@ def test_claim_leases_due_sagas_once_and_returns_their_current_events(store: Eve
     assert store.claim("w2", _at(1), until=_at(31), names=["order"]) == []
     assert store.claim("w2", _at(31), until=_at(61), names=["order"], exclude=["b"]) == ["a"]
     assert store.summary("a").lease_owner == "w2"
+
+
+def test_load_pages_by_seq(store: EventStore) -> None:
+    assert _create(store, "a")
+    _append(store, "a", 1, [_attempt("x", n) for n in range(1, 5)])
+    assert [e.seq for e in store.load("a", after=2, limit=2)] == [3, 4]
+    assert [e.seq for e in store.load("a", after=3)] == [4, 5]
+    assert [e.seq for e in store.load("a", limit=1)] == [1]
+    assert store.load("a", after=5) == []  # past the end of an existing log: an empty page
+    pages: list[int] = []
+    after = 0
+    while page := store.load("a", after=after, limit=2):
+        pages.append(len(page))
+        after = page[-1].seq
+    assert pages == [2, 2, 1]
+    with pytest.raises(SagaNotFound):
+        store.load("nope", after=3, limit=1)
+    for bad in ({"after": -1}, {"limit": 0}, {"after": True}, {"limit": 1.5}):
+        with pytest.raises(InvalidInput):
+            store.load("a", **bad)
+
+
+def test_claims_from_many_threads_never_share_a_saga(store_url: str) -> None:
+    with EventStore(store_url) as store:
+        assert isinstance(store, EventStore)
+        ids = [f"s{i}" for i in range(40)]
+        for i in ids:
+            _create(store, i)
+        taken: dict[str, list[str]] = {}
+
+        def claimer(owner: str) -> None:
+            mine = taken.setdefault(owner, [])
+            while got := store.claim(owner, _at(1), until=_at(60), limit=3):
+                mine.extend(got)
+
+        threads = [threading.Thread(target=claimer, args=(f"w{n}",)) for n in range(4)]
+        for t in threads:
+            t.start()
+        for t in threads:
+            t.join()
+        claimed = [i for got in taken.values() for i in got]
+        assert sorted(claimed) == sorted(ids)  # every saga claimed, none twice
+        assert {store.summary(i).lease_owner for i in ids} <= set(taken)
+
+
+def test_each_memory_store_is_a_log_of_its_own() -> None:
+    first, second = EventStore("memory://"), EventStore("memory://")
+    assert _create(first, "a")
+    with pytest.raises(SagaNotFound):
+        second.load("a")
+    assert _create(second, "a")  # the same id is free in the other log
+    with pytest.raises(InvalidInput):
+        EventStore("memory://somewhere")

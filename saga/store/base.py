@@ -1,19 +1,45 @@
-"""The event store interface: what every backend promises."""
+"""The event store interface: what every backend promises, and the constructor that opens one.
+
+``EventStore(url)`` picks the backend for the URL's scheme through
+:mod:`saga.store.registry`, which imports it by name: this module knows no
+backend, and no backend module is imported until a URL asks for it.
+"""
 
 from __future__ import annotations
 
-from abc import ABC, abstractmethod
+import json
+from abc import ABC
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Self
+from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from .. import events as ev
 from ..clock import Clock, SystemClock, Wakeup
-from ..errors import InvalidInput
-from ..state import SagaStatus, SagaView, fold
+from ..errors import InvalidInput, PayloadTooLarge
+from ..state import SagaStatus
 
-__all__ = ["EventLog", "SagaSummary", "StoredEvent"]
+__all__ = [
+    "DEFAULT_MAX_PAYLOAD", "EventLog", "EventStore", "SagaSummary", "SchemaMode", "StoredEvent",
+    "check_page", "check_saga_id", "dumps", "encoded",
+]
+
+_F = TypeVar("_F")
+
+if TYPE_CHECKING:
+    # ``EventStore(url)`` instantiates the interface's class, whose ``__new__`` returns a
+    # concrete backend; a type checker cannot see that, so to it the methods are not
+    # abstract. At run time ABC still refuses a backend that leaves one out.
+    def abstractmethod(fn: _F) -> _F:
+        return fn
+else:
+    from abc import abstractmethod
+
+SchemaMode = Literal["create", "require", "skip"]
+"""What opening a store may do with the schema (see :class:`EventStore`)."""
+
+DEFAULT_MAX_PAYLOAD = 1024 * 1024
+"""Bytes of JSON one event may take, unless the store is opened with another ``max_payload``."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -67,7 +93,8 @@ class SagaSummary:
 
 class EventLog(ABC):
     """The interface of an event store: the append-only log of saga events, and
-    the index of sagas beside it (:class:`saga.EventStore` implements it on SQL).
+    the index of sagas beside it (:class:`EventStore` opens one of ours by URL; an
+    application may implement its own).
 
     Every method raises :class:`~saga.SagaError` subclasses only:
     :class:`~saga.SagaNotFound`, :class:`~saga.errors.ConcurrencyError`
@@ -101,6 +128,7 @@ class EventLog(ABC):
 
         With ``owner`` and ``lease_until`` the new saga is leased to ``owner``.
         """
+        raise NotImplementedError
 
     @abstractmethod
     def append(
@@ -123,24 +151,34 @@ class EventLog(ABC):
         ``owner``'s until ``lease_until`` (``None``: released).
         Raises ``ConcurrencyError`` if the log no longer ends at ``expected_seq``.
         """
+        raise NotImplementedError
 
     @abstractmethod
-    def renew(self, owner: str, saga_ids: Iterable[str], *, until: datetime, now: datetime) -> set[str]:
+    def renew(self, owner: str, saga_ids: Iterable[str], *, until: datetime) -> set[str]:
         """Extend ``owner``'s leases; returns the ids whose lease ``owner`` still held."""
+        raise NotImplementedError
 
     @abstractmethod
     def release(self, owner: str, saga_id: str) -> None:
         """Let go of ``owner``'s lease on a saga without appending (no-op if not held)."""
+        raise NotImplementedError
 
     # -- reading ----------------------------------------------------------------------------
 
     @abstractmethod
-    def load(self, saga_id: str) -> list[StoredEvent]:
-        """Every event of a saga, by ``seq``; raises ``SagaNotFound``."""
+    def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """The saga's events with ``seq > after``, by ``seq``, at most ``limit`` of them.
+
+        Raises ``SagaNotFound`` if the saga does not exist (a page past its
+        last event is an empty list). Paging with ``after`` and ``limit``
+        reads a long log in pieces of bounded size.
+        """
+        raise NotImplementedError
 
     @abstractmethod
     def summary(self, saga_id: str) -> SagaSummary:
         """The saga's index row; raises ``SagaNotFound``."""
+        raise NotImplementedError
 
     @abstractmethod
     def find(
@@ -151,14 +189,17 @@ class EventLog(ABC):
         limit: int = 50,
     ) -> list[SagaSummary]:
         """Sagas by status and name, most recently updated first."""
+        raise NotImplementedError
 
     @abstractmethod
     def due(self, now: datetime, *, names: Iterable[str] | None = None, limit: int = 100) -> list[str]:
         """Ids of active sagas due at ``now`` whose lease is free or expired, most overdue first."""
+        raise NotImplementedError
 
     @abstractmethod
     def next_wake(self, *, names: Iterable[str] | None = None) -> datetime | None:
         """The earliest time an active saga needs attention (``None``: none is waiting)."""
+        raise NotImplementedError
 
     @abstractmethod
     def claim(
@@ -177,6 +218,7 @@ class EventLog(ABC):
         PostgreSQL, rows another transaction is claiming are skipped, not
         waited for). Returns the ids claimed, most overdue first.
         """
+        raise NotImplementedError
 
     def claim_loaded(
         self,
@@ -209,16 +251,7 @@ class EventLog(ABC):
     @abstractmethod
     def close(self) -> None:
         """Release connections."""
-
-    # -- derived ----------------------------------------------------------------------------
-
-    def history(self, saga_id: str) -> list[StoredEvent]:
-        """A saga's events, oldest first (its audit trail)."""
-        return self.load(saga_id)
-
-    def get(self, saga_id: str) -> SagaView:
-        """The saga's current state, folded from its events."""
-        return fold(saga_id, (e.event for e in self.load(saga_id))).view()
+        raise NotImplementedError
 
     def __enter__(self) -> Self:
         return self
@@ -227,8 +260,91 @@ class EventLog(ABC):
         self.close()
 
 
+class EventStore(EventLog):
+    """An event store opened by URL: ``EventStore(url)`` returns the backend the scheme names.
+
+    ``sqlite:///file.db`` (one file, one machine), ``postgresql+psycopg://user@host/db``
+    (many workers on many machines) and ``memory://`` (one log per store object,
+    gone with the process; for tests and simulation). Every backend is an
+    ``EventStore`` and keeps the same contract.
+
+    ``schema`` says what opening may do. ``"create"`` (a writer's open, the
+    default) creates the schema on an empty database. ``"require"`` writes
+    nothing at all when opening (no schema, no file, no journal switch) and
+    refuses a database that holds no saga log: what reading commands use.
+    ``"skip"`` does not look (for :meth:`upgrade`). Either way a database whose
+    schema is behind is refused until ``saga db upgrade`` runs, and one from a
+    newer version of this library is refused as such.
+    ``max_payload`` bounds the JSON size of one event (inputs, outputs,
+    errors): larger ones raise :class:`~saga.PayloadTooLarge` before anything
+    is written. Bad URLs and databases that cannot be opened raise
+    :class:`~saga.InvalidInput` or :class:`~saga.StoreError` with one line.
+    """
+
+    def __new__(cls, url: str | None = None, *args: Any, **kwargs: Any) -> EventStore:
+        backend: type[EventStore] = cls
+        if cls is EventStore:
+            from .registry import backend_for
+
+            backend = backend_for(url, EventStore)
+        return super().__new__(backend)
+
+    url: str
+    max_payload: int
+
+    def __init__(
+        self,
+        url: str,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        schema: SchemaMode = "create",
+    ) -> None:
+        if isinstance(max_payload, bool) or not isinstance(max_payload, int) or max_payload < 1:
+            raise InvalidInput(f"max_payload must be a positive number of bytes, got {max_payload!r}")
+        if schema not in ("create", "require", "skip"):
+            raise InvalidInput(f"schema must be 'create', 'require' or 'skip', not {schema!r}")
+        self.url = url
+        self.max_payload = max_payload
+        self.schema = schema
+
+    @abstractmethod
+    def upgrade(self) -> str:
+        """Apply every pending schema migration; returns the revision the database is now at."""
+        raise NotImplementedError
+
+    def __repr__(self) -> str:
+        from .urls import redact
+
+        return f"{type(self).__name__}({redact(self.url)!r})"
+
+
+def dumps(value: Any) -> str:
+    """Compact JSON, as the log stores event data."""
+    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+
+
+def encoded(saga_id: str, event: ev.Event, max_payload: int) -> tuple[dict[str, Any], str]:
+    """An event's data and its JSON text; raises ``PayloadTooLarge`` above ``max_payload`` bytes."""
+    data = event.to_data()
+    text = dumps(data)
+    if (size := len(text.encode())) > max_payload:
+        raise PayloadTooLarge(
+            f"{event.type_name()} for saga {saga_id} is {size} bytes; the store accepts "
+            f"at most {max_payload}"
+        )
+    return data, text
+
+
 def check_saga_id(saga_id: object) -> str:
     """Reject ids that are not short printable strings."""
     if not isinstance(saga_id, str) or not saga_id or len(saga_id) > 200 or not saga_id.isprintable():
         raise InvalidInput(f"a saga id must be a printable string of 1-200 characters, got {saga_id!r}")
     return saga_id
+
+
+def check_page(after: int, limit: int | None) -> None:
+    """Reject a page of :meth:`EventLog.load` that is not ``after >= 0``, ``limit >= 1`` or ``None``."""
+    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
+        raise InvalidInput(f"after must be a whole number >= 0, got {after!r}")
+    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
+        raise InvalidInput(f"limit must be a positive whole number or None, got {limit!r}")

@@ -5,7 +5,7 @@ serialization failure or a deadlock abort the transaction without changing
 anything, so the store runs the whole transaction again. The one exception
 is a connection lost during ``COMMIT``: the transaction may or may not have
 committed. The store's append makes that retry safe by recognising its own
-events (see :meth:`saga.store.sql.EventStore.append`).
+events (see :meth:`saga.store.sql.SqlEventStore.append`).
 """
 
 from __future__ import annotations

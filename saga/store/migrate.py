@@ -9,7 +9,7 @@ from alembic.config import Config
 from alembic.script import ScriptDirectory
 from sqlalchemy import Connection
 
-__all__ = ["alembic_config", "head_revision", "upgrade"]
+__all__ = ["alembic_config", "downgrade", "head_revision", "is_known", "upgrade"]
 
 
 def alembic_config(connection: Connection | None = None, url: str | None = None) -> Config:
@@ -28,6 +28,12 @@ def head_revision() -> str:
     head = ScriptDirectory.from_config(alembic_config()).get_current_head()
     assert head is not None
     return head
+
+
+def is_known(revision: str) -> bool:
+    """Whether ``revision`` is one of the shipped migrations (else a newer library wrote it)."""
+    script = ScriptDirectory.from_config(alembic_config())
+    return any(rev.revision == revision for rev in script.walk_revisions())
 
 
 def upgrade(connection: Connection, revision: str = "head") -> None:

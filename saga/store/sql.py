@@ -1,8 +1,9 @@
-"""The SQL event store on SQLAlchemy Core, shared by the SQLite and PostgreSQL backends.
+"""What the SQL backends share, on SQLAlchemy Core: opening (schema checks), the append with
+its fence, reading, and the portable claim.
 
-A backend module supplies the engine, the database clock expression and its
-transaction style; everything else (the append with its fence, claiming due
-work, reading) is written once here.
+Nothing here is one database's: each backend (:mod:`saga.store.sqlite`,
+:mod:`saga.store.postgres`) supplies its engine, its transactions and locking,
+and how it inserts events, and overrides what it does better in its own SQL.
 """
 
 from __future__ import annotations
@@ -13,7 +14,7 @@ import logging
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any, ParamSpec, TypeVar
 
 import sqlalchemy as sa
@@ -24,71 +25,32 @@ from ..errors import (
     ConcurrencyError,
     InvalidInput,
     LeaseHeld,
-    PayloadTooLarge,
     SagaError,
     SagaNotFound,
     StoreError,
 )
 from ..state import SagaStatus
-from .base import EventLog, SagaSummary, StoredEvent, check_saga_id
+from . import statements as q
+from .base import (
+    DEFAULT_MAX_PAYLOAD,
+    EventStore,
+    SagaSummary,
+    SchemaMode,
+    StoredEvent,
+    check_page,
+    check_saga_id,
+    encoded,
+)
 from .faults import first_line, retrying
-from .group import BATCH_APPEND, GroupCommit, Pending
-from .schema import HEAD, events, sagas
+from .opening import SchemaChecks
+from .schema import events, sagas
 
-__all__ = ["EventStore", "from_ts", "to_ts"]
+__all__ = ["Append", "SqlEventStore", "refusal", "stored_event", "translated"]
 
 log = logging.getLogger("saga.store")
 
 P = ParamSpec("P")
 T = TypeVar("T")
-
-DEFAULT_MAX_PAYLOAD = 1024 * 1024
-
-_ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
-
-# The hot path's statements are built once, with bound parameters: building a
-# Core statement and its cache key per call costs more than SQLite's commit.
-_B = sa.bindparam
-_CREATE = sagas.insert()
-_APPEND = (
-    sagas.update()
-    .where(sagas.c.saga_id == _B("b_saga_id"), sagas.c.last_seq == _B("b_expected"))
-    .values(last_seq=_B("b_last_seq"), status=_B("b_status"), wake_at=_B("b_wake_at"),
-            updated_at=_B("b_now"))
-)
-_APPEND_FENCED = (
-    _APPEND
-    .where(sa.or_(
-        sagas.c.lease_owner.is_(None),
-        sagas.c.lease_owner == _B("b_owner"),
-        sagas.c.lease_expires_at < _B("b_now"),
-    ))
-    .values(lease_owner=_B("b_lease_owner"), lease_expires_at=_B("b_lease_until"))
-)
-_LOAD = (
-    sa.select(
-        events.c.position, events.c.seq, events.c.type, events.c.schema_version,
-        events.c.data, events.c.recorded_at, events.c.writer,
-    )
-    .where(events.c.saga_id == _B("b_saga_id"))
-    .order_by(events.c.seq)
-)
-_SUMMARY = sa.select(sagas).where(sagas.c.saga_id == _B("b_saga_id"))
-
-
-def to_ts(dt: datetime) -> float:
-    """A timezone-aware datetime as epoch seconds (how the tables store time)."""
-    return dt.timestamp()
-
-
-def from_ts(ts: float) -> datetime:
-    """Epoch seconds as a UTC datetime."""
-    return datetime.fromtimestamp(ts, UTC)
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON, as the data column stores it."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
 
 
 def translated(fn: Callable[P, T]) -> Callable[P, T]:
@@ -101,24 +63,24 @@ def translated(fn: Callable[P, T]) -> Callable[P, T]:
     @functools.wraps(fn)
     def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
         store = args[0]
-        give_up_after = store.retry_for if isinstance(store, EventStore) else 0.0
+        give_up_after = store.retry_for if isinstance(store, SqlEventStore) else 0.0
         try:
             return retrying(lambda: fn(*args, **kwargs), give_up_after=give_up_after)
         except SagaError:
             raise
         except sa_exc.SQLAlchemyError as e:
-            raise StoreError(f"{fn.__name__} failed: {first_line(e)}") from e
+            raise StoreError(f"database error: {first_line(e)}") from e
 
     return wrapper
 
 
 @dataclass(frozen=True, slots=True)
-class _Append:
-    """One append as the store writes it: alone, or in a group commit's batch."""
+class Append:
+    """One append as the store writes it: alone, or in a batch with others."""
 
     saga_id: str
     expected: int
-    rows: list[dict[str, Any]]
+    rows: list[dict[str, Any]]  # each with "data" (the JSON text, as measured and written)
     status: str
     wake_at: float | None
     now: float
@@ -127,7 +89,7 @@ class _Append:
     wake: bool  # the saga becomes due with no one holding it: notify idle workers
 
     def params(self) -> dict[str, Any]:
-        """Parameters of ``_APPEND`` (or ``_APPEND_FENCED`` when there is an owner)."""
+        """Parameters of ``APPEND`` (or ``APPEND_FENCED`` when there is an owner)."""
         params: dict[str, Any] = {
             "b_saga_id": self.saga_id,
             "b_expected": self.expected,
@@ -142,64 +104,27 @@ class _Append:
             params["b_lease_until"] = self.lease_until
         return params
 
-    def batch_row(self) -> dict[str, Any]:
-        """This append's row in :data:`~saga.store.group.BATCH_APPEND`'s ``sagas`` document."""
-        return {
-            "saga_id": self.saga_id, "expected": self.expected,
-            "last_seq": self.expected + len(self.rows), "status": self.status,
-            "wake_at": self.wake_at, "now": self.now, "fenced": self.owner is not None,
-            "owner": self.owner,
-            "lease_owner": self.owner if self.lease_until is not None else None,
-            "lease_until": self.lease_until,
-        }
 
+class SqlEventStore(SchemaChecks, EventStore):
+    """The saga event log in a SQL database (a backend subclasses it with its engine and locking)."""
 
-class EventStore(EventLog):
-    """The saga event log in a SQL database, through SQLAlchemy Core.
-
-    ``EventStore(url)`` opens the database the URL names
-    (``sqlite:///file.db`` or ``postgresql+psycopg://user@host/db``) and
-    creates the schema on an empty one; a database whose schema is behind is
-    refused until ``saga db upgrade`` runs. ``max_payload`` bounds the JSON
-    size of one event (inputs, outputs, errors): larger ones raise
-    :class:`~saga.PayloadTooLarge` before anything is written. Each backend
-    module (``sqlite``, ``postgres``) subclasses it with its engine, clock
-    and locking; ``EventStore(url)`` returns the right one.
-    """
-
-    def __new__(cls, url: str | None = None, *args: Any, **kwargs: Any) -> EventStore:
-        backend: type[EventStore] = cls
-        if cls is EventStore:
-            from .factory import backend_for
-
-            backend = backend_for(url)
-        return super().__new__(backend)
-
-    url: str
     engine: sa.Engine
-    max_payload: int
 
     #: Seconds a transient database fault (dropped connection, server restart,
     #: serialization failure) is retried before it surfaces as ``StoreError``.
     retry_for: float = 30.0
 
-    #: Whether concurrent appends share transactions (:mod:`saga.store.group`); the batch
-    #: statement is PostgreSQL's.
-    group_commit: bool = False
-
-    #: SQL for "now" on the database's clock, as epoch seconds.
-    db_now: sa.ColumnElement[float]
-
     def __init__(
-        self, url: str, *, max_payload: int = DEFAULT_MAX_PAYLOAD, create_schema: bool = True
+        self,
+        url: str,
+        *,
+        max_payload: int = DEFAULT_MAX_PAYLOAD,
+        schema: SchemaMode = "create",
     ) -> None:
-        if isinstance(max_payload, bool) or not isinstance(max_payload, int) or max_payload < 1:
-            raise InvalidInput(f"max_payload must be a positive number of bytes, got {max_payload!r}")
-        self.url = url
-        self.max_payload = max_payload
+        super().__init__(url, max_payload=max_payload, schema=schema)
         self.engine = self._create_engine(url)
-        if create_schema:
-            self._ensure_schema()
+        if schema != "skip":
+            self._open(ensure=schema == "create")
 
     # -- backend hooks ----------------------------------------------------------------------
 
@@ -217,129 +142,39 @@ class EventStore(EventLog):
         with self.engine.connect() as conn:
             yield conn
 
-    def _lock_for_migration(self, conn: sa.Connection) -> None:
-        """Serialise concurrent schema creation (backends override)."""
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
+                     ) -> None:
+        """Commit a new saga's index row (``values``, as ``CREATE`` takes them) and its first
+        events; ``wake``: the saga is due with no one holding it (tell idle workers)."""
+        raise NotImplementedError  # pragma: no cover - every backend writes it its own way
 
-    # -- schema -----------------------------------------------------------------------------
+    def _append_alone(self, a: Append) -> None:
+        """Commit one append in a transaction of its own: its ``seq`` and lease checked in
+        the same statement that moves the saga's row on (``APPEND``/``APPEND_FENCED`` or
+        the backend's equivalent), then its events; raises :func:`refusal`'s error if the
+        check fails."""
+        raise NotImplementedError  # pragma: no cover - every backend writes it its own way
 
-    @translated
-    def _ensure_schema(self) -> None:
-        current = self._revision()
-        if current == HEAD:
-            return
-        if current is not None:
-            raise StoreError(
-                f"the database schema is at revision {current}, this library needs {HEAD}: "
-                "run `saga db upgrade`"
-            )
-        from .migrate import upgrade
-
-        with self._write() as conn:
-            self._lock_for_migration(conn)
-            if sa.inspect(conn).has_table("alembic_version") and conn.execute(
-                sa.text("SELECT version_num FROM alembic_version")
-            ).first() is not None:
-                return  # another process created it while we waited
-            upgrade(conn)
-
-    def _revision(self) -> str | None:
-        with self._read() as conn:
-            if not sa.inspect(conn).has_table("alembic_version"):
-                return None
-            row = conn.execute(sa.text("SELECT version_num FROM alembic_version")).first()
-            return None if row is None else str(row[0])
-
-    def revision(self) -> str | None:
-        """The schema revision of the database (``None`` if it has none)."""
-        return self._revision()
-
-    @translated
-    def upgrade(self) -> str:
-        """Apply every pending migration; returns the revision the database is now at."""
-        from .migrate import upgrade
-
-        with self._write() as conn:
-            self._lock_for_migration(conn)
-            upgrade(conn)
-        return HEAD
+    def _commit_append(self, append: Append) -> None:
+        """Commit one append (a backend may batch it with others')."""
+        self._append_alone(append)
 
     # -- writing ----------------------------------------------------------------------------
 
     def _rows(self, saga_id: str, first_seq: int, batch: Sequence[ev.Event], writer: str | None
               ) -> list[dict[str, Any]]:
         rows = []
-        # With positional driver SQL the row carries the JSON text measured here, which is
-        # then written as is (serialised once).
-        as_text = self._positional is not None
         for i, e in enumerate(batch):
-            data = e.to_data()
-            text = dumps(data)
-            size = len(text.encode())
-            if size > self.max_payload:
-                raise PayloadTooLarge(
-                    f"{e.type_name()} for saga {saga_id} is {size} bytes; the store accepts "
-                    f"at most {self.max_payload}"
-                )
+            _, text = encoded(saga_id, e, self.max_payload)
             rows.append({
                 "saga_id": saga_id,
                 "seq": first_seq + i,
                 "type": e.type_name(),
                 "schema_version": e.schema_version,
-                "data": text if as_text else data,
+                "data": text,
                 "writer": writer,
             })
         return rows
-
-    @functools.cached_property
-    def _insert_stmt(self) -> sa.Insert:
-        return events.insert().values(recorded_at=self.db_now)
-
-    @functools.cached_property
-    def _positional(self) -> dict[str, tuple[str, tuple[str, ...]]] | None:
-        """The hot statements as driver SQL and parameter order, for ``qmark`` drivers (sqlite3).
-
-        Compiled once by SQLAlchemy from the same Core statements; executing them with
-        ``exec_driver_sql`` skips the per-call compile-cache and parameter processing, a
-        good part of an append's cost on SQLite. (Their only processed column is the JSON
-        ``data``, which :meth:`_rows` then hands over already serialised.)
-        """
-        if self.engine.dialect.paramstyle != "qmark":
-            return None
-        out = {}
-        for name, stmt, keys in (
-            ("append", _APPEND, None),
-            ("append_fenced", _APPEND_FENCED, None),
-            ("insert", self._insert_stmt,
-             ["saga_id", "seq", "type", "schema_version", "data", "writer"]),
-            ("create", _CREATE, [c.name for c in sagas.c]),
-        ):
-            compiled = stmt.compile(dialect=self.engine.dialect, column_keys=keys)
-            out[name] = (compiled.string, tuple(compiled.positiontup or ()))
-        return out
-
-    def _execute(self, conn: sa.Connection, name: str, stmt: sa.Executable, params: dict[str, Any]
-                 ) -> sa.CursorResult[Any]:
-        fast = self._positional
-        if fast is None:
-            return conn.execute(stmt, params)
-        sql, order = fast[name]
-        return conn.exec_driver_sql(sql, tuple(params[k] for k in order))
-
-    def _insert_saga(self, conn: sa.Connection, values: dict[str, Any], rows: list[dict[str, Any]]
-                     ) -> None:
-        """Insert a new saga's index row (``values``) and its first events (backends may merge)."""
-        self._execute(conn, "create", _CREATE, values)
-        self._insert_events(conn, rows)
-
-    def _insert_events(self, conn: sa.Connection, rows: list[dict[str, Any]]) -> None:
-        if not rows:
-            return
-        fast = self._positional
-        if fast is None:
-            conn.execute(self._insert_stmt, rows)
-            return
-        sql, order = fast["insert"]
-        conn.exec_driver_sql(sql, [tuple(r[k] for k in order) for r in rows])  # data: JSON text
 
     @translated
     def create(
@@ -357,23 +192,21 @@ class EventStore(EventLog):
     ) -> bool:
         check_saga_id(saga_id)
         rows = self._rows(saga_id, 1, batch, owner)
-        ts = to_ts(now)
+        ts = now.timestamp()
+        values = {
+            "saga_id": saga_id,
+            "name": name,
+            "version": version,
+            "status": status.value,
+            "last_seq": len(rows),
+            "created_at": ts,
+            "updated_at": ts,
+            "wake_at": None if wake_at is None else wake_at.timestamp(),
+            "lease_owner": owner if lease_until is not None else None,
+            "lease_expires_at": None if lease_until is None else lease_until.timestamp(),
+        }
         try:
-            with self._write() as conn:
-                self._insert_saga(conn, {
-                    "saga_id": saga_id,
-                    "name": name,
-                    "version": version,
-                    "status": status.value,
-                    "last_seq": len(rows),
-                    "created_at": ts,
-                    "updated_at": ts,
-                    "wake_at": None if wake_at is None else to_ts(wake_at),
-                    "lease_owner": owner if lease_until is not None else None,
-                    "lease_expires_at": None if lease_until is None else to_ts(lease_until),
-                }, rows)
-                if owner is None and status.is_active:
-                    self._wake(conn)
+            self._create_saga(values, rows, wake=owner is None and status.is_active)
         except sa_exc.IntegrityError:
             # The id is taken (the primary key refuses it, and nothing is written), unless
             # by this very call: a retry after a commit whose outcome was unknown.
@@ -394,25 +227,20 @@ class EventStore(EventLog):
         lease_until: datetime | None = None,
     ) -> None:
         rows = self._rows(saga_id, expected_seq + 1, batch, owner)
-        append = _Append(
+        append = Append(
             saga_id=saga_id,
             expected=expected_seq,
             rows=rows,
             status=status.value,
-            wake_at=None if wake_at is None else to_ts(wake_at),
-            now=to_ts(now),
+            wake_at=None if wake_at is None else wake_at.timestamp(),
+            now=now.timestamp(),
             owner=owner,
-            lease_until=None if lease_until is None else to_ts(lease_until),
+            lease_until=None if lease_until is None else lease_until.timestamp(),
             wake=(status.is_active and (owner is None or lease_until is None)
                   and wake_at is not None and wake_at <= now),
         )
         try:
-            item = Pending(saga_id, append)
-            if self.group_commit:
-                self._group.submit(item)  # raises this append's own refusal
-                if not item.solo:
-                    return
-            self._append_alone(item)
+            self._commit_append(append)
         except sa_exc.IntegrityError as e:
             raise ConcurrencyError(
                 f"saga {saga_id}: another writer appended after seq {expected_seq}"
@@ -422,60 +250,6 @@ class EventStore(EventLog):
             # these events, the first try committed and this append succeeded.
             if not rows or isinstance(e, LeaseHeld) or not self._already_written(saga_id, rows):
                 raise
-
-    @functools.cached_property
-    def _group(self) -> GroupCommit:
-        return GroupCommit(self._append_batch)
-
-    def _append_alone(self, item: Pending) -> None:
-        """One append in a transaction of its own."""
-        a: _Append = item.payload
-        fenced = a.owner is not None
-        with self._write() as conn:
-            stmt, name = (_APPEND_FENCED, "append_fenced") if fenced else (_APPEND, "append")
-            if self._execute(conn, name, stmt, a.params()).rowcount != 1:
-                self._refused(conn, a.saga_id, a.expected, a.owner)
-            self._insert_events(conn, a.rows)
-            if a.wake:
-                self._wake(conn)
-
-    def _append_batch(self, batch: list[Pending]) -> None:
-        """Commit the appends of many sagas in one transaction (see :mod:`saga.store.group`)."""
-        if len(batch) == 1:  # nothing to share: the plain append's statements are cheaper
-            only = batch[0]
-            try:
-                self._append_alone(only)
-            except SagaError as e:
-                only.error = e
-            except sa_exc.SQLAlchemyError:
-                only.error, only.solo = None, True  # again on its own, with its fault handling
-            return
-        appends: list[_Append] = [it.payload for it in batch]
-        # The batch travels as two JSON documents: one text parameter each is far cheaper
-        # for the driver to send than a column of arrays.
-        sagas_json = [a.batch_row() for a in appends]
-        events_json = [row for a in appends for row in a.rows]
-        try:
-            with self._write() as conn:
-                won = set(conn.execute(BATCH_APPEND, {
-                    "sagas": dumps(sagas_json), "events": dumps(events_json),
-                    "ids": [it.key for it in batch],
-                }).scalars())
-                for it, a in zip(batch, appends, strict=True):
-                    if a.saga_id not in won:
-                        try:
-                            self._refused(conn, a.saga_id, a.expected, a.owner)
-                        except SagaError as e:
-                            it.error = e
-                if any(a.wake for a in appends if a.saga_id in won):
-                    self._wake(conn)
-        except sa_exc.SQLAlchemyError as e:
-            # Nothing is known to have committed: each append runs again on its own, with
-            # its own fault handling (and its own check for a commit that did happen).
-            log.warning("a group commit of %d appends failed, appending each alone: %s",
-                        len(batch), first_line(e))
-            for it in batch:
-                it.error, it.solo = None, True
 
     def _already_written(self, saga_id: str, rows: list[dict[str, Any]]) -> bool:
         """Whether the log holds exactly ``rows`` (same seq, type, writer, data) already."""
@@ -491,36 +265,17 @@ class EventStore(EventLog):
         if len(found) != len(rows):
             return False
         return all(
-            (f.seq, f.type, f.writer, json.loads(dumps(f.data)))
-            == (r["seq"], r["type"], r["writer"],
-                json.loads(r["data"] if isinstance(r["data"], str) else dumps(r["data"])))
+            (f.seq, f.type, f.writer, f.data) == (r["seq"], r["type"], r["writer"], json.loads(r["data"]))
             for f, r in zip(found, rows, strict=True)
         )
 
-    def _wake(self, conn: sa.Connection) -> None:
-        """Tell idle workers, when ``conn``'s transaction commits, that a saga became due."""
-
-    def _refused(self, conn: sa.Connection, saga_id: str, expected_seq: int, owner: str | None
-                 ) -> None:
-        row = conn.execute(
-            sa.select(sagas.c.last_seq, sagas.c.lease_owner, sagas.c.lease_expires_at)
-            .where(sagas.c.saga_id == saga_id)
-        ).first()
-        if row is None:
-            raise SagaNotFound(f"no saga has id {saga_id!r}")
-        if row.last_seq != expected_seq:
-            raise ConcurrencyError(
-                f"saga {saga_id}: expected to append after seq {expected_seq}, "
-                f"but the log is at {row.last_seq}"
-            )
-        raise LeaseHeld(
-            f"saga {saga_id} is leased to {row.lease_owner} until "
-            f"{from_ts(row.lease_expires_at).isoformat()}"
-        )
+    @staticmethod
+    def _refused(conn: sa.Connection, saga_id: str, expected_seq: int) -> None:
+        """Raise why an append's ``UPDATE`` matched no row: no saga, a stale seq, or a lease."""
+        raise refusal(conn.execute(q.REFUSED, {"b_saga_id": saga_id}).first(), saga_id, expected_seq)
 
     @translated
-    def renew(self, owner: str, saga_ids: Iterable[str], *, until: datetime, now: datetime
-              ) -> set[str]:
+    def renew(self, owner: str, saga_ids: Iterable[str], *, until: datetime) -> set[str]:
         ids = list(saga_ids)
         if not ids:
             return set()
@@ -528,7 +283,7 @@ class EventStore(EventLog):
             held = conn.execute(
                 sagas.update()
                 .where(sagas.c.saga_id.in_(ids), sagas.c.lease_owner == owner)
-                .values(lease_expires_at=to_ts(until))
+                .values(lease_expires_at=until.timestamp())
                 .returning(sagas.c.saga_id)
             ).scalars().all()
         return set(held)
@@ -545,57 +300,30 @@ class EventStore(EventLog):
     # -- reading ----------------------------------------------------------------------------
 
     @translated
-    def load(self, saga_id: str) -> list[StoredEvent]:
+    def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        check_page(after, limit)
         with self._read() as conn:
-            rows = conn.execute(_LOAD, {"b_saga_id": saga_id}).all()
-        if not rows:
-            raise SagaNotFound(f"no saga has id {saga_id!r}")
+            if limit is None:
+                rows = conn.execute(q.LOAD, {"b_saga_id": saga_id, "b_after": after}).all()
+            else:
+                rows = conn.execute(q.LOAD_PAGE, {"b_saga_id": saga_id, "b_after": after,
+                                                  "b_limit": limit}).all()
+            if not rows and conn.execute(q.EXISTS, {"b_saga_id": saga_id}).first() is None:
+                raise SagaNotFound(f"no saga has id {saga_id!r}")
         return self._stored(saga_id, rows)
 
     @staticmethod
-    def _stored(saga_id: str, rows: Iterable[Any]) -> list[StoredEvent]:
-        """Rows of ``saga_id``'s events (as :data:`_LOAD` selects them) as stored events."""
-        out = []
-        for r in rows:
-            try:
-                parsed = ev.parse(r.type, r.data, r.schema_version)
-            except ValueError as e:
-                raise StoreError(f"saga {saga_id}: event {r.seq} cannot be read: {e}") from e
-            out.append(StoredEvent(
-                saga_id=saga_id,
-                seq=r.seq,
-                type=r.type,
-                data=r.data,
-                recorded_at=from_ts(r.recorded_at),
-                writer=r.writer,
-                position=r.position,
-                schema_version=r.schema_version,
-                _event=parsed,
-            ))
-        return out
-
-    @staticmethod
-    def _summary(r: sa.Row[Any]) -> SagaSummary:
-        return SagaSummary(
-            saga_id=r.saga_id,
-            name=r.name,
-            version=r.version,
-            status=SagaStatus(r.status),
-            last_seq=r.last_seq,
-            created_at=from_ts(r.created_at),
-            updated_at=from_ts(r.updated_at),
-            wake_at=None if r.wake_at is None else from_ts(r.wake_at),
-            lease_owner=r.lease_owner,
-            lease_expires_at=None if r.lease_expires_at is None else from_ts(r.lease_expires_at),
-        )
+    def _stored(saga_id: str, rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
+        """Rows of ``saga_id``'s events (as ``LOAD`` selects them) as stored events."""
+        return [stored_event(saga_id, r) for r in rows]
 
     @translated
     def summary(self, saga_id: str) -> SagaSummary:
         with self._read() as conn:
-            r = conn.execute(_SUMMARY, {"b_saga_id": saga_id}).first()
+            r = conn.execute(q.SUMMARY, {"b_saga_id": saga_id}).first()
         if r is None:
             raise SagaNotFound(f"no saga has id {saga_id!r}")
-        return self._summary(r)
+        return q.summary_of(r)
 
     @translated
     def find(
@@ -618,30 +346,14 @@ class EventStore(EventLog):
             stmt = stmt.where(sagas.c.name == name)
         stmt = stmt.order_by(sagas.c.updated_at.desc(), sagas.c.saga_id).limit(limit)
         with self._read() as conn:
-            return [self._summary(r) for r in conn.execute(stmt)]
-
-    def _due_query(self, now: datetime, names: Iterable[str] | None, limit: int
-                   ) -> sa.Select[tuple[str]]:
-        ts = to_ts(now)
-        stmt = (
-            sa.select(sagas.c.saga_id)
-            .where(
-                sagas.c.wake_at <= ts,
-                sagas.c.status.in_(_ACTIVE),
-                sa.or_(sagas.c.lease_owner.is_(None), sagas.c.lease_expires_at < ts),
-            )
-            .order_by(sagas.c.wake_at)
-            .limit(limit)
-        )
-        if names is not None:
-            stmt = stmt.where(sagas.c.name.in_(list(names)))
-        return stmt
+            return [q.summary_of(r) for r in conn.execute(stmt)]
 
     @translated
     def due(self, now: datetime, *, names: Iterable[str] | None = None, limit: int = 100
             ) -> list[str]:
+        stmt = q.due_query(now.timestamp(), None if names is None else list(names), limit)
         with self._read() as conn:
-            return [str(r) for r in conn.execute(self._due_query(now, names, limit)).scalars()]
+            return [str(r) for r in conn.execute(stmt).scalars()]
 
     @translated
     def claim(
@@ -654,12 +366,8 @@ class EventStore(EventLog):
         limit: int = 100,
         exclude: Iterable[str] = (),
     ) -> list[str]:
-        # (PostgreSQL claims in one statement of its own; this is the portable way.)
-        names = None if names is None else list(names)
-        skip = list(exclude)
-        pick = self._due_query(now, names, limit)
-        if skip:
-            pick = pick.where(sagas.c.saga_id.not_in(skip))
+        pick = q.due_query(now.timestamp(), None if names is None else list(names), limit,
+                           list(exclude))
         # Look before taking the write lock: most polls of an idle worker find nothing, and
         # a read does not make other processes' writers wait. The write transaction picks
         # again, under the lock, so two claimers never take the same saga.
@@ -672,27 +380,49 @@ class EventStore(EventLog):
                 conn.execute(
                     sagas.update()
                     .where(sagas.c.saga_id.in_(ids))
-                    .values(lease_owner=owner, lease_expires_at=to_ts(until))
+                    .values(lease_owner=owner, lease_expires_at=until.timestamp())
                 )
         return ids
 
     @translated
     def next_wake(self, *, names: Iterable[str] | None = None) -> datetime | None:
-        lease_free_at = sa.case(
-            (sagas.c.lease_expires_at > sagas.c.wake_at, sagas.c.lease_expires_at),
-            else_=sagas.c.wake_at,
-        )
-        stmt = sa.select(sa.func.min(lease_free_at)).where(
-            sagas.c.wake_at.is_not(None), sagas.c.status.in_(_ACTIVE)
+        stmt = sa.select(sa.func.min(q.lease_free_at())).where(
+            sagas.c.wake_at.is_not(None), sagas.c.status.in_(q.ACTIVE)
         )
         if names is not None:
             stmt = stmt.where(sagas.c.name.in_(list(names)))
         with self._read() as conn:
             ts = conn.execute(stmt).scalar()
-        return None if ts is None else from_ts(ts)
+        return None if ts is None else q.from_ts(ts)
 
     def close(self) -> None:
         self.engine.dispose()
 
-    def __repr__(self) -> str:
-        return f"{type(self).__name__}({self.engine.url.render_as_string(hide_password=True)!r})"
+
+def refusal(row: Sequence[Any] | None, saga_id: str, expected_seq: int) -> SagaError:
+    """Why an append was refused, from the saga's ``REFUSED`` row (``None``: no such saga)."""
+    if row is None:
+        return SagaNotFound(f"no saga has id {saga_id!r}")
+    last_seq, lease_owner, lease_expires_at = row
+    if last_seq != expected_seq:
+        return ConcurrencyError(
+            f"saga {saga_id}: expected to append after seq {expected_seq}, "
+            f"but the log is at {last_seq}"
+        )
+    return LeaseHeld(
+        f"saga {saga_id} is leased to {lease_owner} until {q.from_ts(lease_expires_at).isoformat()}"
+    )
+
+
+def stored_event(saga_id: str, row: Sequence[Any]) -> StoredEvent:
+    """One row as ``LOAD`` selects it (position, seq, type, schema_version, data, recorded_at,
+    writer; ``data`` decoded) as a stored event."""
+    position, seq, type_, schema_version, data, recorded_at, writer = row
+    try:
+        parsed = ev.parse(type_, data, schema_version)
+    except ValueError as e:
+        raise StoreError(f"saga {saga_id}: event {seq} cannot be read: {e}") from e
+    return StoredEvent(
+        saga_id=saga_id, seq=seq, type=type_, data=data, recorded_at=q.from_ts(recorded_at),
+        writer=writer, position=position, schema_version=schema_version, _event=parsed,
+    )

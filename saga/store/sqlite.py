@@ -1,48 +1,77 @@
-"""The embedded backend: one SQLite file in WAL mode.
+"""The embedded backend: one SQLite file in WAL mode, all of SQLite's SQL and locking.
 
 Writers take the database lock up front (``BEGIN IMMEDIATE``) so that the
 fence check and the append cannot interleave with another process's; readers
 run without a transaction (each read is one statement). ``synchronous=FULL``
 makes every commit durable, power loss included.
+
+A read-only open neither creates the file nor switches its journal: it only
+reads (a file that is missing is refused before SQLite could create it).
+
+The hot statements run as the driver SQL SQLAlchemy compiles from the shared
+Core statements once (:mod:`saga.store.statements`): ``exec_driver_sql``
+skips the per-call compile cache and parameter processing, a good part of an
+append's cost on SQLite.
 """
 
 from __future__ import annotations
 
+import functools
+import json
+import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import event
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
-from .sql import EventStore, dumps
+from ..errors import InvalidInput, SagaNotFound
+from . import statements as q
+from .base import StoredEvent, check_page
+from .schema import events, sagas
+from .sql import Append, SqlEventStore, refusal, stored_event, translated
+from .urls import parse, redact
 
 __all__ = ["SQLiteEventStore"]
 
 BUSY_TIMEOUT_MS = 30_000
 
+_NOW: sa.ColumnElement[float] = sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)")
+"""SQLite's clock as epoch seconds (for ``recorded_at``)."""
 
-class SQLiteEventStore(EventStore):
+_INSERT = events.insert().values(recorded_at=_NOW)
+_INSERT_KEYS = ["saga_id", "seq", "type", "schema_version", "data", "writer"]
+
+
+class SQLiteEventStore(SqlEventStore):
     """An event store in a SQLite file (``sqlite:///path/to/file.db``)."""
 
-    db_now = sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)")
-
     def _create_engine(self, url: str) -> sa.Engine:
-        u = sa.make_url(url)
+        u = parse(url)
+        if u.username or u.password or u.host or u.port:
+            raise InvalidInput(
+                f"a SQLite URL names a file, not a server: {redact(url)} (write sqlite:///path.db)"
+            )
         memory = u.database in (None, "", ":memory:")
-        kwargs: dict[str, Any] = {"json_serializer": dumps}
+        if self.schema == "require" and not memory and not Path(str(u.database)).exists():
+            raise SagaNotFound(f"no database at {u.database} (nothing has been started there)")
+        kwargs: dict[str, Any] = {}
         if memory:
             kwargs.update(poolclass=StaticPool, connect_args={"check_same_thread": False})
         else:
             kwargs.update(connect_args={"check_same_thread": False, "timeout": BUSY_TIMEOUT_MS / 1000})
         engine = sa.create_engine(u, **kwargs)
+        wal = not memory and self.schema != "require"  # a reader leaves the journal as it is
 
         @event.listens_for(engine, "connect")
         def _configure(dbapi_conn: Any, _record: Any) -> None:
             dbapi_conn.isolation_level = None  # we issue BEGIN ourselves
             cur = dbapi_conn.cursor()
-            if not memory:
+            if wal:
                 cur.execute("PRAGMA journal_mode=WAL")
             cur.execute("PRAGMA synchronous=FULL")
             cur.execute(f"PRAGMA busy_timeout={BUSY_TIMEOUT_MS}")
@@ -58,3 +87,88 @@ class SQLiteEventStore(EventStore):
         with self.engine.connect() as conn, conn.begin():
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
+
+    @functools.cached_property
+    def _driver_sql(self) -> dict[str, tuple[str, tuple[str, ...]]]:
+        """The hot statements as sqlite3's SQL and the order of their parameters (a parameter
+        the statement fixes itself, such as the page's ``OFFSET 0``, is written in)."""
+        out = {}
+        for name, stmt, keys in (
+            ("append", q.APPEND, None),
+            ("append_fenced", q.APPEND_FENCED, None),
+            ("insert", _INSERT, _INSERT_KEYS),
+            ("create", q.CREATE, [c.name for c in sagas.c]),
+            ("refused", q.REFUSED, None),
+            ("load", q.LOAD, None),
+            ("load_page", q.LOAD_PAGE, None),
+            ("exists", q.EXISTS, None),
+        ):
+            compiled = stmt.compile(dialect=self.engine.dialect, column_keys=keys)
+            order = tuple(compiled.positiontup or ())
+            sql = compiled.string
+            if "param_1" in order:  # LIMIT ? OFFSET ?: the offset is always 0
+                assert order[-1] == "param_1" and sql.rstrip().endswith("OFFSET ?")
+                sql, order = sql.rstrip()[: -len("OFFSET ?")].rstrip(), order[:-1]
+            out[name] = (sql, order)
+        return out
+
+    def _run(self, db: sqlite3.Connection, name: str, params: dict[str, Any]) -> sqlite3.Cursor:
+        sql, order = self._driver_sql[name]
+        return db.execute(sql, tuple(params[k] for k in order))
+
+    # The hot path talks to sqlite3 directly, on a pooled connection: SQLAlchemy's
+    # per-statement machinery costs more than SQLite's statements themselves. Driver
+    # errors become SQLAlchemy's, so fault handling sees them as it sees any other.
+
+    @contextmanager
+    def _raw(self, *, write: bool) -> Iterator[sqlite3.Connection]:
+        pooled = self.engine.raw_connection()
+        db = pooled.driver_connection
+        assert isinstance(db, sqlite3.Connection)
+        try:
+            if write:
+                db.execute("BEGIN IMMEDIATE")
+            try:
+                yield db
+            except BaseException:
+                if db.in_transaction:
+                    db.execute("ROLLBACK")
+                raise
+            if write:
+                db.execute("COMMIT")
+        except sqlite3.Error as e:
+            if db.in_transaction:
+                db.execute("ROLLBACK")
+            raise sa_exc.DBAPIError.instance(None, None, e, sqlite3.Error) from e
+        finally:
+            pooled.close()
+
+    def _insert_rows(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
+        if rows:
+            sql, order = self._driver_sql["insert"]
+            db.executemany(sql, [tuple(r[k] for k in order) for r in rows])  # data: JSON text
+
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
+                     ) -> None:
+        with self._raw(write=True) as db:
+            self._run(db, "create", values)
+            self._insert_rows(db, rows)
+
+    def _append_alone(self, a: Append) -> None:
+        with self._raw(write=True) as db:
+            if self._run(db, "append" if a.owner is None else "append_fenced", a.params()
+                         ).rowcount != 1:
+                row = self._run(db, "refused", {"b_saga_id": a.saga_id}).fetchone()
+                raise refusal(row, a.saga_id, a.expected)
+            self._insert_rows(db, a.rows)
+
+    @translated
+    def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        check_page(after, limit)
+        params = {"b_saga_id": saga_id, "b_after": after, "b_limit": limit}
+        with self._raw(write=False) as db:
+            rows = self._run(db, "load" if limit is None else "load_page", params).fetchall()
+            if not rows and self._run(db, "exists", params).fetchone() is None:
+                raise SagaNotFound(f"no saga has id {saga_id!r}")
+        return [stored_event(saga_id, (p, seq, t, v, json.loads(d), at, w))
+                for p, seq, t, v, d, at, w in rows]

@@ -14,6 +14,7 @@ import argparse
 from pathlib import Path
 
 from saga import Coordinator, EventStore
+from saga.store.sql import SqlEventStore
 
 from .faults import kill_at_append
 from .ledger import Ledger
@@ -39,6 +40,7 @@ def main(argv: list[str] | None = None) -> int:
     ledger = Ledger(args.ledger)
     store = EventStore(args.url)
     if args.kill_append:
+        assert isinstance(store, SqlEventStore)
         kill_at_append(store.engine, args.kill_append, after=args.after)
     plan = CrashPlan(after_effect=args.after_effect, block_in=args.block_in, marker=args.marker)
     coordinator = Coordinator(store, sagas=crash_sagas(ledger, plan), lease=args.lease)

@@ -1,7 +1,8 @@
 """Faults injected from inside a process: SIGKILL itself at a chosen moment.
 
 Nothing here touches the library: the commit hooks are SQLAlchemy event
-listeners on the store's engine, as any user of the engine could install.
+listeners on the store's engine, as any user of the engine could install, and
+on SQLite the driver's own statement trace.
 """
 
 from __future__ import annotations
@@ -54,6 +55,28 @@ def kill_at_append(engine: sa.Engine, n: int, *, after: bool) -> None:
         if not after:
             die()
         conn.info["die_at_checkin"] = True
+
+    if engine.dialect.name == "sqlite":
+        # The SQLite store writes through sqlite3 itself: watch its statements there.
+        @event.listens_for(engine, "connect")
+        def _trace(dbapi_conn: Any, record: Any) -> None:
+            def seen(sql: str) -> None:
+                nonlocal count
+                head = " ".join(sql.upper().split())
+                if _APPEND in head:
+                    record.info["appending"] = True
+                elif head.startswith("ROLLBACK"):
+                    record.info.pop("appending", None)
+                elif head.startswith("COMMIT") and record.info.pop("appending", False):
+                    count += 1  # (the trace runs as the COMMIT starts, before it takes effect)
+                    if count == n:
+                        if not after:
+                            die()
+                        record.info["die_at_checkin"] = True
+
+            dbapi_conn.set_trace_callback(seen)
+
+        engine.dispose()  # connections opened before the hooks reopen traced
 
     @event.listens_for(engine.pool, "checkin")
     def _checkin(_dbapi_conn: Any, record: Any) -> None:

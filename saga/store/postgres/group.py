@@ -23,22 +23,7 @@ import threading
 from collections.abc import Callable
 from typing import Any
 
-import sqlalchemy as sa
-
-__all__ = ["BATCH_APPEND", "GroupCommit", "Pending", "insert_events"]
-
-insert_events = """
-INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer)
-SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data,
-       extract(epoch from clock_timestamp())::double precision, e.writer
-FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
-    saga_id text, seq integer, type text, schema_version smallint, data jsonb, writer text
-)) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, n)
-JOIN {accepted} ON {accepted}.saga_id = e.saga_id
-ORDER BY e.n
-"""
-"""SQL (PostgreSQL) that inserts the events of a JSON array ``:events``, in order, for the
-sagas the CTE named ``accepted`` returns; their ``recorded_at`` is the server's clock."""
+__all__ = ["GroupCommit", "Pending"]
 
 
 class Pending:
@@ -117,32 +102,3 @@ class GroupCommit:
                     it._done.release()
             if nxt is not None:
                 nxt._done.release()
-
-
-BATCH_APPEND = sa.text(f"""
-WITH v AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS v(
-        saga_id text, expected integer, last_seq integer, status text, wake_at float8,
-        now float8, fenced boolean, owner text, lease_owner text, lease_until float8)
-), won AS (
-    UPDATE sagas AS s SET
-        last_seq = v.last_seq,
-        status = v.status,
-        wake_at = v.wake_at,
-        updated_at = v.now,
-        lease_owner = CASE WHEN v.fenced THEN v.lease_owner ELSE s.lease_owner END,
-        lease_expires_at = CASE WHEN v.fenced THEN v.lease_until ELSE s.lease_expires_at END
-    FROM v
-    WHERE s.saga_id = ANY(CAST(:ids AS text[]))  -- lets the planner use the primary key
-      AND s.saga_id = v.saga_id
-      AND s.last_seq = v.expected
-      AND (NOT v.fenced OR s.lease_owner IS NULL OR s.lease_owner = v.owner
-           OR s.lease_expires_at < v.now)
-    RETURNING s.saga_id
-), inserted AS (
-    {insert_events.format(accepted="won")})
-SELECT saga_id FROM won
-""")
-"""Every append of a batch in one statement (PostgreSQL): each saga's row checks its own
-``seq`` and lease, exactly as the single append's ``UPDATE`` does, and only the sagas that
-pass get their events inserted; the ids returned are those whose append won."""

@@ -1,0 +1,234 @@
+"""The PostgreSQL event store (see the package's documentation for how it claims, fences,
+keeps time and wakes workers)."""
+
+from __future__ import annotations
+
+import functools
+import logging
+import threading
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
+from datetime import datetime
+from typing import Any
+
+import psycopg
+import sqlalchemy as sa
+from sqlalchemy import exc as sa_exc
+
+from ...clock import Clock, Wakeup
+from ...errors import InvalidInput, SagaError
+from ..base import StoredEvent, dumps
+from ..faults import first_line
+from ..sql import Append, SqlEventStore, translated
+from ..urls import parse
+from . import statements as pg
+from .clock import DatabaseClock
+from .group import GroupCommit, Pending
+from .notify import PostgresListener
+
+__all__ = ["PostgresEventStore"]
+
+_MIGRATION_LOCK = 0x5A6A_0001
+CONNECT_TIMEOUT = 5
+"""Seconds a new connection may take before the attempt fails."""
+
+log = logging.getLogger("saga.store")
+
+
+class PostgresEventStore(SqlEventStore):
+    """An event store in PostgreSQL (``postgresql+psycopg://user@host/db``)."""
+
+    _listener: PostgresListener | None = None
+    _clock: DatabaseClock | None = None
+    _listener_lock = threading.Lock()
+
+    def _create_engine(self, url: str) -> sa.Engine:
+        u = parse(url)
+        if u.drivername in ("postgresql", "postgres"):
+            u = u.set(drivername="postgresql+psycopg")
+        if "connect_timeout" not in u.query:
+            u = u.update_query_dict({"connect_timeout": str(CONNECT_TIMEOUT)})
+        try:
+            return sa.create_engine(
+                # No pre-ping: it costs a round trip per transaction, and a pooled connection
+                # found dead on first use is a transient fault that is retried anyway.
+                u, json_serializer=dumps, pool_size=30, max_overflow=0,
+            )
+        except (sa_exc.ArgumentError, TypeError, ValueError) as e:
+            raise InvalidInput(f"bad PostgreSQL URL option: {first_line(e)}") from None
+
+    def _lock_for_migration(self, conn: sa.Connection) -> None:
+        conn.execute(sa.text("SELECT pg_advisory_xact_lock(:k)"), {"k": _MIGRATION_LOCK})
+
+    @contextmanager
+    def _read(self) -> Iterator[sa.Connection]:
+        # Every read is one statement: in autocommit it is its own transaction, which
+        # spares the BEGIN and ROLLBACK round trips of an explicit one.
+        # (Set on the driver's connection: SQLAlchemy's isolation_level option would make
+        # every later transaction on it spell out BEGIN ISOLATION LEVEL READ COMMITTED.)
+        with self.engine.connect() as conn:
+            driver = conn.connection.driver_connection
+            assert isinstance(driver, psycopg.Connection)
+            driver.autocommit = True
+            try:
+                yield conn
+            finally:
+                if not driver.closed:
+                    driver.autocommit = False
+
+    # -- writing ----------------------------------------------------------------------------
+
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
+                     ) -> None:
+        stmt = pg.CREATE_WITH_EVENTS_AND_NOTIFY if wake else pg.CREATE_WITH_EVENTS
+        with self._write() as conn:
+            conn.execute(stmt, {**values, "events": pg.events_document(rows)})
+
+    def _append_alone(self, a: Append) -> None:
+        # The batch statement with one saga: the fence and the events in one round trip.
+        with self._write() as conn:
+            won = conn.execute(pg.BATCH_APPEND, {
+                "sagas": pg.sagas_document([a]), "events": pg.events_document(a.rows),
+                "ids": [a.saga_id],
+            }).first()
+            if won is None:
+                self._refused(conn, a.saga_id, a.expected)
+            if a.wake:
+                self._wake(conn)
+
+    def _wake(self, conn: sa.Connection) -> None:
+        """Tell idle workers, when ``conn``'s transaction commits, that a saga became due."""
+        conn.execute(pg.NOTIFY)
+
+    @functools.cached_property
+    def _group(self) -> GroupCommit:
+        return GroupCommit(self._append_batch)
+
+    def _commit_append(self, append: Append) -> None:
+        # Appends of concurrent drives share a transaction (saga.store.postgres.group).
+        item = Pending(append.saga_id, append)
+        self._group.submit(item)  # raises this append's own refusal
+        if item.solo:
+            self._append_alone(append)
+
+    def _append_batch(self, batch: list[Pending]) -> None:
+        """Commit the appends of many sagas in one transaction (see :mod:`.group`)."""
+        if len(batch) == 1:  # nothing to share
+            only = batch[0]
+            try:
+                self._append_alone(only.payload)
+            except SagaError as e:
+                only.error = e
+            except sa_exc.SQLAlchemyError:
+                only.error, only.solo = None, True  # again on its own, with its fault handling
+            return
+        appends: list[Append] = [it.payload for it in batch]
+        # The batch travels as two JSON documents: one text parameter each is far cheaper
+        # for the driver to send than a column of arrays.
+        try:
+            with self._write() as conn:
+                won = set(conn.execute(pg.BATCH_APPEND, {
+                    "sagas": pg.sagas_document(appends),
+                    "events": pg.events_document(row for a in appends for row in a.rows),
+                    "ids": [it.key for it in batch],
+                }).scalars())
+                for it, a in zip(batch, appends, strict=True):
+                    if a.saga_id not in won:
+                        try:
+                            self._refused(conn, a.saga_id, a.expected)
+                        except SagaError as e:
+                            it.error = e
+                if any(a.wake for a in appends if a.saga_id in won):
+                    self._wake(conn)
+        except sa_exc.SQLAlchemyError as e:
+            # Nothing is known to have committed: each append runs again on its own, with
+            # its own fault handling (and its own check for a commit that did happen).
+            log.warning("a group commit of %d appends failed, appending each alone: %s",
+                        len(batch), first_line(e))
+            for it in batch:
+                it.error, it.solo = None, True
+
+    # -- claiming ---------------------------------------------------------------------------
+
+    @staticmethod
+    def _claim_params(owner: str, now: datetime, *, until: datetime,
+                      names: Iterable[str] | None, limit: int, exclude: Iterable[str]
+                      ) -> dict[str, Any]:
+        return {
+            "owner": owner, "now": now.timestamp(), "until": until.timestamp(), "limit": limit,
+            "names": None if names is None else list(names), "skip": list(exclude),
+        }
+
+    @translated
+    def claim(
+        self,
+        owner: str,
+        now: datetime,
+        *,
+        until: datetime,
+        names: Iterable[str] | None = None,
+        limit: int = 100,
+        exclude: Iterable[str] = (),
+    ) -> list[str]:
+        params = self._claim_params(owner, now, until=until, names=names, limit=limit,
+                                    exclude=exclude)
+        with self._write() as conn:
+            return [str(r) for r in conn.execute(pg.CLAIM, params).scalars()]
+
+    @translated
+    def claim_loaded(
+        self,
+        owner: str,
+        now: datetime,
+        *,
+        until: datetime,
+        names: Iterable[str] | None = None,
+        limit: int = 100,
+        exclude: Iterable[str] = (),
+    ) -> list[tuple[str, list[StoredEvent] | None]]:
+        # The events are read in the claim's statement. Only the lease holder appends with a
+        # fence; an operator's append in between is caught by the seq check, as after a load.
+        params = self._claim_params(owner, now, until=until, names=names, limit=limit,
+                                    exclude=exclude)
+        with self._write() as conn:
+            rows = conn.execute(pg.CLAIM_LOADED, params).all()
+        by_saga: dict[str, list[Any]] = {}
+        last_seq: dict[str, int] = {}
+        for r in rows:
+            found = by_saga.setdefault(str(r.saga_id), [])
+            last_seq[str(r.saga_id)] = r.last_seq
+            if r.seq is not None:
+                found.append(r)
+        return [(sid, self._stored(sid, (r[2:] for r in found))
+                 if found and len(found) == last_seq[sid] else None)
+                for sid, found in by_saga.items()]
+
+    # -- time and wake-ups ------------------------------------------------------------------
+
+    def default_clock(self) -> Clock:
+        with self._listener_lock:
+            if self._clock is None:
+                self._clock = DatabaseClock(self.engine)
+            return self._clock
+
+    def subscribe(self) -> Wakeup:
+        with self._listener_lock:
+            if self._listener is None:
+                conninfo = self.engine.url.set(drivername="postgresql").render_as_string(
+                    hide_password=False
+                )
+                self._listener = PostgresListener(conninfo)
+            listener = self._listener
+        return listener.subscribe()
+
+    def listening(self, timeout: float = 5.0) -> bool:
+        """Wait until this store's notification listener is connected (after :meth:`subscribe`)."""
+        listener = self._listener
+        return listener is not None and listener.listening(timeout)
+
+    def close(self) -> None:
+        with self._listener_lock:
+            if self._listener is not None:
+                self._listener.close()
+                self._listener = None
+        super().close()

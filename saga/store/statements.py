@@ -1,0 +1,124 @@
+"""The SQL both databases share, in SQLAlchemy Core: the predicates, written once, and the
+statements of the hot path, built once.
+
+Each predicate is a function of the values it compares against (bound
+parameters, or another table's columns), so that every query needing it, a
+database's own textual statements included, is built from the same expression.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import sqlalchemy as sa
+
+from ..state import SagaStatus
+from .base import SagaSummary
+from .schema import events, sagas
+
+__all__ = [
+    "APPEND", "APPEND_FENCED", "CREATE", "LOAD", "SUMMARY", "due_query", "from_ts",
+    "is_due", "lease_free", "lease_open", "summary_of", "to_ts",
+]
+
+ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
+
+_B = sa.bindparam
+
+
+def to_ts(dt: datetime) -> float:
+    """A timezone-aware datetime as epoch seconds (how the tables store time)."""
+    return dt.timestamp()
+
+
+def from_ts(ts: float) -> datetime:
+    """Epoch seconds as a UTC datetime."""
+    return datetime.fromtimestamp(ts, UTC)
+
+
+def lease_free(now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """No one holds the saga's lease at ``now`` (never leased, released, or expired)."""
+    return sa.or_(sagas.c.lease_owner.is_(None), sagas.c.lease_expires_at < now)
+
+
+def lease_open(owner: sa.ColumnElement[Any], now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """``owner`` may write under the saga's lease at ``now``: it is free, or ``owner``'s."""
+    return sa.or_(lease_free(now), sagas.c.lease_owner == owner)
+
+
+def is_due(now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
+    """The saga is active, its wake-up time has come by ``now``, and no one holds it."""
+    # The statuses are literals: the expression then also serves textual statements.
+    return sa.and_(
+        sagas.c.wake_at <= now,
+        sagas.c.status.in_([sa.literal_column(f"'{s}'") for s in ACTIVE]),
+        lease_free(now),
+    )
+
+
+def lease_free_at() -> sa.ColumnElement[Any]:
+    """When the saga needs attention: its wake-up time, or its lease's expiry if that is later."""
+    return sa.case(
+        (sagas.c.lease_expires_at > sagas.c.wake_at, sagas.c.lease_expires_at),
+        else_=sagas.c.wake_at,
+    )
+
+
+# The hot path's statements are built once, with bound parameters: building a Core
+# statement and its cache key per call costs more than SQLite's commit.
+CREATE = sagas.insert()
+APPEND = (
+    sagas.update()
+    .where(sagas.c.saga_id == _B("b_saga_id"), sagas.c.last_seq == _B("b_expected"))
+    .values(last_seq=_B("b_last_seq"), status=_B("b_status"), wake_at=_B("b_wake_at"),
+            updated_at=_B("b_now"))
+)
+"""An operator's append: checks ``seq`` only, leaves the lease alone."""
+APPEND_FENCED = (
+    APPEND
+    .where(lease_open(_B("b_owner"), _B("b_now")))
+    .values(lease_owner=_B("b_lease_owner"), lease_expires_at=_B("b_lease_until"))
+)
+"""A lease holder's append: ``seq`` and lease checked in the one ``UPDATE`` (the fence)."""
+LOAD = (
+    sa.select(
+        events.c.position, events.c.seq, events.c.type, events.c.schema_version,
+        events.c.data, events.c.recorded_at, events.c.writer,
+    )
+    .where(events.c.saga_id == _B("b_saga_id"), events.c.seq > _B("b_after"))
+    .order_by(events.c.seq)
+)
+LOAD_PAGE = LOAD.limit(_B("b_limit"))
+EXISTS = sa.select(sagas.c.last_seq).where(sagas.c.saga_id == _B("b_saga_id"))
+SUMMARY = sa.select(sagas).where(sagas.c.saga_id == _B("b_saga_id"))
+REFUSED = sa.select(sagas.c.last_seq, sagas.c.lease_owner, sagas.c.lease_expires_at).where(
+    sagas.c.saga_id == _B("b_saga_id")
+)
+
+
+def due_query(now: float, names: list[str] | None, limit: int, exclude: list[str] | None = None
+              ) -> sa.Select[tuple[str]]:
+    """Ids of sagas due at ``now``, most overdue first (as :func:`is_due` says)."""
+    stmt = sa.select(sagas.c.saga_id).where(is_due(sa.literal(now))).order_by(sagas.c.wake_at)
+    if names is not None:
+        stmt = stmt.where(sagas.c.name.in_(names))
+    if exclude:
+        stmt = stmt.where(sagas.c.saga_id.not_in(exclude))
+    return stmt.limit(limit)
+
+
+def summary_of(r: sa.Row[Any]) -> SagaSummary:
+    """A ``sagas`` row as a :class:`SagaSummary`."""
+    return SagaSummary(
+        saga_id=r.saga_id,
+        name=r.name,
+        version=r.version,
+        status=SagaStatus(r.status),
+        last_seq=r.last_seq,
+        created_at=from_ts(r.created_at),
+        updated_at=from_ts(r.updated_at),
+        wake_at=None if r.wake_at is None else from_ts(r.wake_at),
+        lease_owner=r.lease_owner,
+        lease_expires_at=None if r.lease_expires_at is None else from_ts(r.lease_expires_at),
+    )
