@@ -40,12 +40,12 @@ def loose(value: object) -> Any:
 
 def types(store: EventStore, saga_id: str) -> list[str]:
     """The event types of a saga's log, in order."""
-    return [e.type for e in store.history(saga_id)]
+    return [e.type for e in store.load(saga_id)]
 
 
 def of_type(store: EventStore, saga_id: str, type_: str) -> list[StoredEvent]:
     """The saga's events of one type, in order."""
-    return [e for e in store.history(saga_id) if e.type == type_]
+    return [e for e in store.load(saga_id) if e.type == type_]
 
 
 def snapshot(url: str) -> tuple[list[tuple[Any, ...]], list[tuple[Any, ...]]]:

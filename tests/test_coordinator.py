@@ -21,6 +21,7 @@ from saga import (
     VirtualClock,
 )
 from saga import events as ev
+from saga.reading import view as read_view
 from tests.helpers import WorkerDied, check_log_invariants, logged, of_type, open_store, snapshot, types
 
 
@@ -87,9 +88,9 @@ def test_completed_saga(sqlite_store: EventStore, clock: VirtualClock) -> None:
         "SagaCompleted",
     ]
     assert undone == []
-    assert sqlite_store.get(saga_id) == view
+    assert read_view(sqlite_store, saga_id) == view
     assert sqlite_store.summary(saga_id).status is SagaStatus.COMPLETED
-    check_log_invariants(logged(sqlite_store.history(saga_id)), ["flight", "hotel", "car", "pay"])
+    check_log_invariants(logged(sqlite_store.load(saga_id)), ["flight", "hotel", "car", "pay"])
 
 
 def test_compensation_runs_newest_first_and_skips_steps_without_one(
@@ -111,7 +112,7 @@ def test_compensation_runs_newest_first_and_skips_steps_without_one(
     (started,) = of_type(sqlite_store, "t", "CompensationStarted")
     assert started.data["step"] == "pay" and "card declined" in started.data["reason"]
     assert types(sqlite_store, "t")[-1] == "SagaCompensated"
-    check_log_invariants(logged(sqlite_store.history("t")), ["flight", "hotel", "car", "pay"])
+    check_log_invariants(logged(sqlite_store.load("t")), ["flight", "hotel", "car", "pay"])
 
 
 def test_first_step_failing_compensates_nothing(sqlite_store: EventStore, clock: VirtualClock) -> None:
@@ -144,11 +145,11 @@ def test_execute_starts_and_drives_inline(sqlite_store: EventStore, clock: Virtu
     view = coordinator.execute("trip", {"city": "Oslo"}, saga_id="x")
     assert view.status is SagaStatus.COMPLETED
     assert view.saga_id == "x" and view.input == {"city": "Oslo"}
-    assert sqlite_store.get("x") == view
-    n = len(sqlite_store.history("x"))
+    assert read_view(sqlite_store, "x") == view
+    n = len(sqlite_store.load("x"))
     # Executing the same saga again returns its outcome and writes nothing.
     again = coordinator.execute("trip", {"city": "Oslo"}, saga_id="x")
-    assert again.status is SagaStatus.COMPLETED and len(sqlite_store.history("x")) == n
+    assert again.status is SagaStatus.COMPLETED and len(sqlite_store.load("x")) == n
     with pytest.raises(SagaIdConflict):
         coordinator.execute("trip", {"city": "Rome"}, saga_id="x")
     summary = sqlite_store.summary("x")
@@ -219,9 +220,9 @@ def test_sync_step_timeout_abandons_the_attempt_and_ignores_its_late_result(
     assert isinstance(started[0], ev.StepAttemptStarted)
     assert started[0].timeout_at == started[0].at + timedelta(seconds=0.2)
     assert view.steps["slow"].in_doubt
-    n = len(sqlite_store.history("s"))
+    n = len(sqlite_store.load("s"))
     assert late_done.wait(5), "the abandoned attempt never finished"
-    assert len(sqlite_store.history("s")) == n
+    assert len(sqlite_store.load("s")) == n
     assert coordinator.get("s").results == {"slow": {"attempt": 2}}
 
 
@@ -289,7 +290,7 @@ def test_timed_out_step_is_compensated_as_in_doubt(sqlite_store: EventStore, clo
     assert undone == [("charge", None)]  # no result: the step never succeeded
     step = view.steps["charge"]
     assert step.in_doubt and step.status == "failed" and step.compensation == "compensated"
-    check_log_invariants(logged(sqlite_store.history("d")), ["charge"])
+    check_log_invariants(logged(sqlite_store.load("d")), ["charge"])
 
 
 def test_step_that_fails_without_doubt_is_not_compensated(
@@ -346,7 +347,7 @@ def test_deadline_stops_retries_that_would_start_after_it(
     assert not last.retried and last.gave_up is not None and "deadline" in last.gave_up
     assert last.at == t0 + timedelta(seconds=8)
     assert undone == ["book"]
-    check_log_invariants(logged(sqlite_store.history("dl")), ["book", "pay"])
+    check_log_invariants(logged(sqlite_store.load("dl")), ["book", "pay"])
 
 
 def test_no_forward_attempt_starts_after_the_deadline(sqlite_store: EventStore, clock: VirtualClock) -> None:
@@ -440,7 +441,7 @@ def test_attempt_left_by_a_dead_worker_is_recorded_as_lost_and_retried(
         assert failed.error_type == "AttemptLost" and failed.attempt == 1
         assert failed.next_attempt_at == failed.at + timedelta(seconds=2)
         assert view.steps["ship"].in_doubt and view.steps["ship"].attempts == 2
-        check_log_invariants(logged(store.history(saga_id)), ["ship"])
+        check_log_invariants(logged(store.load(saga_id)), ["ship"])
 
 
 def test_step_lost_every_time_runs_out_of_attempts_and_compensates(
@@ -486,7 +487,7 @@ def test_step_lost_every_time_runs_out_of_attempts_and_compensates(
         assert [f.lost for f in failures if isinstance(f, ev.StepAttemptFailed)] == [True] * 3
         assert [f.retried for f in failures if isinstance(f, ev.StepAttemptFailed)] == [True, True, False]
         assert view.steps["explode"].in_doubt
-        check_log_invariants(logged(store.history(saga_id)), ["reserve", "explode"])
+        check_log_invariants(logged(store.load(saga_id)), ["reserve", "explode"])
 
 
 def test_a_live_lease_keeps_a_second_coordinator_out(sqlite_store: EventStore, clock: VirtualClock) -> None:
@@ -557,7 +558,7 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
         for i in ids:
             seen_status.add(coordinator.get(i).status)
             seen_types.update(types(store, i))
-            check_log_invariants(logged(store.history(i)), ["one", "two"])
+            check_log_invariants(logged(store.load(i)), ["one", "two"])
         assert coordinator.get("flaky").status is SagaStatus.COMPLETED
         assert coordinator.get("fails").status is SagaStatus.COMPENSATED
         assert coordinator.get("comp-fails").status is SagaStatus.COMPENSATED

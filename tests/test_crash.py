@@ -21,6 +21,7 @@ from pathlib import Path
 import pytest
 
 from saga import Coordinator, EventStore, SagaNotFound, SagaStatus, StoredEvent
+from saga.reading import view as read_view
 
 from .procs.invariants import lost_attempts, open_attempts, saga_problems
 from .procs.ledger import Ledger
@@ -114,7 +115,7 @@ def _create_ledger(url: str) -> None:
 
 def _history(store: EventStore, saga_id: str) -> list[StoredEvent]:
     try:
-        return store.history(saga_id)
+        return store.load(saga_id)
     except SagaNotFound:
         return []
 
@@ -150,7 +151,7 @@ def _crash_and_recover(url: str, ledger_url: str, saga: str, point: KillPoint, s
         if view.status is not FINAL[saga]:
             problems.append(f"{where}: ended {view.status.value}, expected {FINAL[saga].value}")
 
-        after = store.history(saga_id)
+        after = store.load(saga_id)
         if [(e.seq, e.type, e.data) for e in after[:len(before)]] != [
             (e.seq, e.type, e.data) for e in before
         ]:
@@ -221,9 +222,9 @@ def test_sigkill_while_a_step_runs_then_a_new_process_finishes(tmp_path: Path) -
         worker.communicate()
 
     with EventStore(url) as store:
-        before = store.history("order-7")
+        before = store.load("order-7")
         assert open_attempts(before) == {("do", "b", 1)}
-        assert store.get("order-7").status is SagaStatus.RUNNING
+        assert read_view(store, "order-7").status is SagaStatus.RUNNING
 
     started = time.monotonic()
     restart = _child([*common, "--mode", "run"])
@@ -233,12 +234,12 @@ def test_sigkill_while_a_step_runs_then_a_new_process_finishes(tmp_path: Path) -
 
     ledger = Ledger(ledger_url)
     with EventStore(url) as store:
-        history = store.history("order-7")
+        history = store.load("order-7")
         lost = [e for e in history if e.type == "StepAttemptFailed"]
         assert [(e.data["step"], e.data["attempt"], e.data["lost"], e.data["retried"])
                 for e in lost] == [("b", 1, True, True)]
         assert [e.data["step"] for e in history if e.type == "StepSucceeded"] == ["a", "b", "c"]
-        view = store.get("order-7")
+        view = read_view(store, "order-7")
         assert view.steps["b"].attempts == 2
         assert view.steps["b"].in_doubt
         assert {e.writer for e in history[:len(before)]} != {e.writer for e in history[len(before):]}

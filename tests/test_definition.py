@@ -22,6 +22,7 @@ from saga import (
     UnknownSagaName,
     VirtualClock,
 )
+from saga.reading import view as read_view
 from tests.helpers import WorkerDied, loose, open_store, snapshot
 
 
@@ -135,8 +136,8 @@ def test_bad_input_raises_and_writes_nothing(
         (SagaNotFound, "no-such", lambda: coordinator.get("no-such")),
         (SagaNotFound, "no-such", lambda: coordinator.cancel("no-such")),
         (SagaNotFound, "no-such", lambda: coordinator.retry("no-such")),
-        (SagaNotFound, "no-such", lambda: sqlite_store.history("no-such")),
-        (SagaNotFound, "no-such", lambda: sqlite_store.get("no-such")),
+        (SagaNotFound, "no-such", lambda: sqlite_store.load("no-such")),
+        (SagaNotFound, "no-such", lambda: read_view(sqlite_store, "no-such")),
         (SagaNotFound, "no-such", lambda: sqlite_store.summary("no-such")),
     ]
     for error, message, call in cases:
@@ -153,7 +154,7 @@ def test_input_given_as_a_model_is_stored_as_json(
 ) -> None:
     coordinator = Coordinator(sqlite_store, [booking], clock=clock)
     saga_id = coordinator.start("booking", Order(city="Oslo", nights=3))
-    assert sqlite_store.history(saga_id)[0].data["input"] == {"city": "Oslo", "nights": 3}
+    assert sqlite_store.load(saga_id)[0].data["input"] == {"city": "Oslo", "nights": 3}
     # The same input given as a dict is the same saga.
     assert coordinator.start("booking", {"city": "Oslo", "nights": 3}, saga_id=saga_id) == saga_id
 

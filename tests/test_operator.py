@@ -70,9 +70,9 @@ def test_cancel_a_saga_waiting_on_a_backoff_compensates_it(
     assert types(sqlite_store, saga_id)[-1] == "SagaCancelRequested"
     assert sqlite_store.due(clock.now()) == [saga_id]  # woken at once, not after the backoff
     # Cancelling again is a no-op.
-    n = len(sqlite_store.history(saga_id))
+    n = len(sqlite_store.load(saga_id))
     coordinator.cancel(saga_id, reason="again")
-    assert len(sqlite_store.history(saga_id)) == n
+    assert len(sqlite_store.load(saga_id)) == n
 
     coordinator.work(until_idle=True)
     view = coordinator.get(saga_id)
@@ -84,7 +84,7 @@ def test_cancel_a_saga_waiting_on_a_backoff_compensates_it(
     # and its pending retry never runs.
     assert view.steps["pay"].compensation is None
     assert len(of_type(sqlite_store, saga_id, "StepAttemptStarted")) == 2
-    check_log_invariants(logged(sqlite_store.history(saga_id)), ["book", "pay"])
+    check_log_invariants(logged(sqlite_store.load(saga_id)), ["book", "pay"])
 
 
 def test_compensation_failure_then_retry_with_a_fresh_budget(
@@ -109,7 +109,7 @@ def test_compensation_failure_then_retry_with_a_fresh_budget(
     view = coordinator.run(saga_id)
     assert view.status is SagaStatus.COMPENSATED
     assert undone == ["book"]
-    comp = [e.event for e in sqlite_store.history(saga_id)
+    comp = [e.event for e in sqlite_store.load(saga_id)
             if isinstance(e.event, ev.CompensationAttemptFailed | ev.CompensationAttemptStarted)]
     assert [(type(e).__name__, e.attempt) for e in comp] == [
         ("CompensationAttemptStarted", 1), ("CompensationAttemptFailed", 1),
@@ -122,7 +122,7 @@ def test_compensation_failure_then_retry_with_a_fresh_budget(
     assert third.retried, "the retry did not open a fresh attempt budget"
     assert third.next_attempt_at == third.at + timedelta(seconds=5)
     assert types(sqlite_store, saga_id)[-2:] == ["StepCompensated", "SagaCompensated"]
-    check_log_invariants(logged(sqlite_store.history(saga_id)), ["book", "pay"])
+    check_log_invariants(logged(sqlite_store.load(saga_id)), ["book", "pay"])
 
 
 def test_retry_of_a_saga_that_fails_again_fails_again(sqlite_store: EventStore, clock: VirtualClock) -> None:
@@ -204,4 +204,4 @@ def test_cancel_while_an_attempt_runs_records_its_outcome_then_compensates(
     ]
     assert of_type(sqlite_store, "m", "StepAttemptFailed") == []
     assert undone == ["packed"]
-    check_log_invariants(logged(sqlite_store.history("m")), ["pack", "send"])
+    check_log_invariants(logged(sqlite_store.load("m")), ["pack", "send"])

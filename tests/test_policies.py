@@ -284,7 +284,7 @@ def test_every_failure_is_in_the_log_with_its_next_time(
 ) -> None:
     view = _run(sqlite_store, clock, _failing_saga(Retry.fixed(3.0, attempts=3), fail_times=1))
     assert view.status is SagaStatus.COMPLETED
-    items = logged(sqlite_store.history("s-1"))
+    items = logged(sqlite_store.load("s-1"))
     failed = [i for i in items if isinstance(i.event, ev.StepAttemptFailed)]
     started = [i for i in items if isinstance(i.event, ev.StepAttemptStarted)]
     assert len(failed) == 1 and len(started) == 2

@@ -49,7 +49,7 @@ def test_public_api_types(tmp_path: Path) -> None:
         assert_type(view, SagaView)
         assert_type(view.status, SagaStatus)
         assert view.status is SagaStatus.COMPLETED
-        history = store.history(saga_id)
+        history = store.load(saga_id)
         assert_type(history, list[StoredEvent])
         found = store.find(status=SagaStatus.COMPLETED, limit=5)
         assert_type(found, list[SagaSummary])

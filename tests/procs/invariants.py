@@ -9,6 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from saga import EventLog, SagaStatus, StoredEvent
+from saga.reading import view as read_view
 
 from .ledger import Effect
 
@@ -143,9 +144,9 @@ def saga_problems(
     store: EventLog, saga_id: str, steps: Sequence[str], effects: Mapping[tuple[str, str], Effect]
 ) -> list[str]:
     """Every check on one saga: its log, its index row and the participant's ledger."""
-    history = store.history(saga_id)
+    history = store.load(saga_id)
     problems = log_problems(history)
-    view = store.get(saga_id)
+    view = read_view(store, saga_id)
     summary = store.summary(saga_id)
     if summary.status is not view.status or summary.last_seq != len(history):
         problems.append(
