@@ -59,9 +59,10 @@ def _check(value: Any, depth: int) -> Any:
         return _string(value)
     if isinstance(value, int):
         if value.bit_length() > _BIG_INT_BITS:
-            limit = sys.get_int_max_str_digits()
-            if limit and value.bit_length() > limit * 3.32:
-                raise _Bad(f"an int of more than {limit} digits")
+            try:
+                str(value)
+            except ValueError:
+                raise _Bad(f"an int of more than {sys.get_int_max_str_digits()} digits") from None
         return value
     if isinstance(value, float):
         if not math.isfinite(value):

@@ -1,10 +1,11 @@
-"""The imperative shell: claim a saga, load, fold, decide, run, append; the worker loop.
+"""The public entry of the imperative shell: :class:`Coordinator`.
 
-A coordinator keeps no saga in memory between actions it does not own: it
-loads the log, folds it, decides, and appends what it did. While it drives a
-saga it holds the saga's lease, and extends its folded state with the events
-it appends itself; every append names the ``seq`` it expects and re-checks
-the lease, so a stale in-memory state can never be written over a newer log.
+A coordinator keeps its registered definitions, starts sagas, and drives
+them: inline (:meth:`Coordinator.run`, :meth:`Coordinator.execute`) or as a
+worker (:meth:`Coordinator.work`, whose loop lives in :mod:`saga.worker`).
+Each drive is a :class:`~saga.drive.Drive` (load, fold, decide, run,
+append; see :mod:`saga.drive`). It keeps no saga in memory between drives,
+and never drives one saga in two of its threads at once.
 """
 
 from __future__ import annotations

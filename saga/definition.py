@@ -234,10 +234,8 @@ class Saga:
     def validate_input(self, value: Any) -> Any:
         """The input as stored in the log (JSON), validated by ``input_model`` if set."""
         try:
-            if self.input_model is not None:
-                if isinstance(value, self.input_model):
-                    return value.model_dump(mode="json")
-                return self.input_model.model_validate(value).model_dump(mode="json")
+            if self.input_model is not None and not isinstance(value, self.input_model):
+                value = self.input_model.model_validate(value)
             return to_json_value(value)
         except InvalidValue as e:
             raise InvalidInput(f"saga {self.name!r}: input is not JSON: {e}") from e

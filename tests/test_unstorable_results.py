@@ -7,8 +7,19 @@ from datetime import UTC, datetime
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
-from saga import Coordinator, EventStore, Retry, Saga, SagaStatus, StepContext, VirtualClock
+from saga import (
+    Coordinator,
+    EventStore,
+    InvalidInput,
+    Retry,
+    Saga,
+    SagaNotFound,
+    SagaStatus,
+    StepContext,
+    VirtualClock,
+)
 from saga import events as ev
 
 
@@ -118,3 +129,30 @@ def test_an_error_message_the_log_cannot_store_is_recorded_escaped(store_url: st
         assert error.message == "no such file: caf\\udce9.txt\\x00"
         assert coordinator.execute("bad-message", {}, saga_id="m-2").status is SagaStatus.COMPLETED
         assert coordinator.run("m-1").status is SagaStatus.COMPLETED
+
+
+class _Guest(BaseModel):
+    name: str
+
+
+@pytest.mark.parametrize("model", [None, _Guest], ids=["plain", "model"])
+def test_an_input_the_log_cannot_store_is_refused_and_nothing_is_written(
+    sqlite_store: EventStore, model: type[BaseModel] | None
+) -> None:
+    saga = Saga("guest", input_model=model)
+    saga.step(name="greet")(lambda ctx: None)
+    coordinator = Coordinator(sqlite_store, [saga], clock=VirtualClock())
+    with pytest.raises(InvalidInput, match="not valid Unicode"):
+        coordinator.start("guest", {"name": "caf\udce9"}, saga_id="g-1")
+    with pytest.raises(SagaNotFound):
+        sqlite_store.load("g-1")
+
+
+def test_a_cancel_reason_the_log_cannot_store_is_refused(sqlite_store: EventStore) -> None:
+    saga = Saga("guest")
+    saga.step(name="greet")(lambda ctx: None)
+    coordinator = Coordinator(sqlite_store, [saga], clock=VirtualClock())
+    saga_id = coordinator.start("guest", {}, saga_id="g-2")
+    with pytest.raises(InvalidInput, match="reason cannot be stored"):
+        coordinator.cancel(saga_id, reason="stop \udce9")
+    assert [e.type for e in sqlite_store.load(saga_id)] == ["SagaStarted"]
