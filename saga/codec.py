@@ -53,7 +53,10 @@ class _Bad(Exception):
 
 
 def _check(value: Any, depth: int) -> Any:
-    if value is None or value is True or value is False:
+    kind = type(value)
+    if kind is str:  # the usual cases first, by exact type
+        return value if value.isascii() and "\x00" not in value else _string(value)
+    if value is None or kind is bool or (kind is int and value.bit_length() <= _BIG_INT_BITS):
         return value
     if isinstance(value, str):
         return _string(value)
@@ -70,7 +73,7 @@ def _check(value: Any, depth: int) -> Any:
         return value
     if isinstance(value, BaseModel):
         value = value.model_dump(mode="json")
-    if isinstance(value, dict | list | tuple) and depth >= MAX_DEPTH:
+    if depth >= MAX_DEPTH and isinstance(value, (dict, list, tuple)):
         raise _Bad(f"nested more than {MAX_DEPTH} levels deep")
     if isinstance(value, dict):
         out: dict[str, Any] = {}
@@ -83,7 +86,7 @@ def _check(value: Any, depth: int) -> Any:
                 bad.path.append(f".{k}")
                 raise
         return out
-    if isinstance(value, list | tuple):
+    if isinstance(value, (list, tuple)):
         items = []
         for i, v in enumerate(value):
             try:

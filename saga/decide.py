@@ -85,6 +85,8 @@ def check_fits(state: SagaState, saga: Saga) -> None:
     A step renamed without a new version would otherwise be neither run nor
     compensated: the coordinator must not guess what the old name meant.
     """
+    if state.steps.keys() <= saga.step_names and state.status is not SagaStatus.COMPENSATING:
+        return  # the usual case, checked at C speed: only a compensating saga has undo attempts
     for name, s in state.steps.items():
         step = saga.get(name)
         if step is None:
