@@ -98,10 +98,11 @@ class Drive:
         With ``first``, that attempt's start is already in the log and is run first.
         """
         action: Action | None = first
+        started = first is not None
         conflicts = 0
         while True:
             try:
-                return self._until_rest(action, started=first is not None and action is first)
+                return self._until_rest(action, started=started)
             except LeaseHeld:
                 log.info("saga %s: another coordinator holds the lease; letting go", self.saga_id)
                 return Busy()
@@ -113,9 +114,11 @@ class Drive:
                 if conflicts > _MAX_CONFLICTS:
                     raise
             self.reload()
-            action = None
+            action, started = None, False
 
     def _until_rest(self, action: Action | None, *, started: bool) -> Rest | Wait:
+        """Decide and act until the saga rests or waits; ``started``: ``action``'s start is
+        already committed."""
         while True:
             if action is None:
                 action = decide(self.state, self.saga, self.driving.clock.now())
