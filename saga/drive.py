@@ -27,7 +27,7 @@ from typing import Any
 from . import events as ev
 from .clock import Clock
 from .decide import Action, Record, Rest, StartAttempt, Wait, attempt_outcome, decide, idempotency_key
-from .definition import Saga, StepContext
+from .definition import Compensation, Saga, Step, StepContext
 from .errors import ConcurrencyError, LeaseHeld, PayloadTooLarge
 from .execution import Outcome, run_attempt
 from .leases import LeaseKeeper
@@ -126,10 +126,11 @@ class Drive:
                 case Record():
                     self.note(action.events)
                 case StartAttempt():
+                    call = self._call(action)  # before the start is committed: may raise
                     if not started:
                         self.commit_start(action)
                     started = False
-                    self.attempt(action)
+                    self.attempt(action, call)
                 case Wait() | Rest():
                     self.commit_rest(action)
                     return action
@@ -149,9 +150,9 @@ class Drive:
         self.note((attempt.started(now),))
         self._append(wake_at=now, hold=True)
 
-    def attempt(self, attempt: StartAttempt) -> None:
+    def attempt(self, attempt: StartAttempt, call: _Call) -> None:
         """Run ``attempt`` (its start is committed) and note the events of its outcome."""
-        outcome = self._run(attempt)
+        outcome = call.run(self.driving.clock.now(), self.driving.leases)
         at = self.driving.clock.now()
         self.unrecorded = _Unrecorded(attempt, outcome, at)
         self.note(attempt_outcome(
@@ -210,14 +211,14 @@ class Drive:
         )
         self.persisted, self.pending, self.holding, self.unrecorded = state.seq, [], hold, None
 
-    # -- running an attempt ---------------------------------------------------------------------
+    # -- preparing an attempt -------------------------------------------------------------------
 
-    def _run(self, attempt: StartAttempt) -> Outcome:
+    def _call(self, attempt: StartAttempt) -> _Call:
+        """The function ``attempt`` runs, and the context it is given."""
         saga, state = self.saga, self.state
         step = saga[attempt.step]
         target = step.compensation if attempt.compensation else step
         assert target is not None  # decide starts only compensations that exist
-        now = self.driving.clock.now()
         ctx = StepContext(
             saga_id=state.saga_id,
             saga_name=saga.name,
@@ -233,12 +234,23 @@ class Drive:
             attempt_deadline=attempt.timeout_at,
             compensating=attempt.compensation,
         )
-        timeout = None
-        if attempt.timeout_at is not None:
-            timeout = (attempt.timeout_at - now).total_seconds()
-        with self.driving.leases.kept(state.saga_id):
-            return run_attempt(target.fn, ctx, is_async=target.is_async, retry=target.retry,
-                               timeout=timeout)
+        return _Call(target, ctx)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A step (or compensation) function and the context of the attempt it runs in."""
+
+    target: Step | Compensation
+    ctx: StepContext
+
+    def run(self, now: datetime, leases: LeaseKeeper) -> Outcome:
+        """Run it once, keeping the saga's lease renewed meanwhile."""
+        deadline = self.ctx.attempt_deadline
+        timeout = None if deadline is None else (deadline - now).total_seconds()
+        t = self.target
+        with leases.kept(self.ctx.saga_id):
+            return run_attempt(t.fn, self.ctx, is_async=t.is_async, retry=t.retry, timeout=timeout)
 
 
 def _input(saga: Saga, state: SagaState) -> Any:

@@ -6,6 +6,7 @@ import logging
 from typing import Any
 
 import pytest
+from pydantic import BaseModel
 
 import saga as saga_lib
 from saga import Coordinator, EventStore, Retry, Saga, SagaStatus, StepContext, VirtualClock
@@ -120,3 +121,30 @@ def test_a_compensation_attempt_of_a_step_that_lost_its_compensation_is_refused(
     with pytest.raises(saga_lib.DefinitionMismatch, match="a compensation of step 'reserve'"):
         Coordinator(sqlite_store, [changed], clock=clock).run("u-1")
     assert [e.type for e in sqlite_store.load("u-1")] == before
+
+
+def test_a_drive_that_fails_unexpectedly_is_logged_and_the_worker_lives_on(
+    sqlite_store: EventStore, caplog: pytest.LogCaptureFixture
+) -> None:
+    class Old(BaseModel):
+        city: str
+
+    class New(BaseModel):
+        city: str
+        nights: int  # the stored input has none: it no longer validates
+
+    clock = VirtualClock()
+    old = Saga("stay", input_model=Old)
+    old.step(name="book")(lambda ctx: "booked")
+    Coordinator(sqlite_store, [old], clock=clock).start("stay", {"city": "Oslo"}, saga_id="s-old")
+
+    new = Saga("stay", input_model=New)
+    new.step(name="book")(lambda ctx: "booked")
+    worker = Coordinator(sqlite_store, [new], clock=clock, worker_id="w")
+    worker.start("stay", {"city": "Rome", "nights": 2}, saga_id="s-new")
+    with caplog.at_level(logging.ERROR, logger="saga"):
+        worker.work(until_idle=True)
+    assert worker.get("s-new").status is SagaStatus.COMPLETED
+    assert [e.type for e in sqlite_store.load("s-old")] == ["SagaStarted"]  # nothing started
+    assert sqlite_store.summary("s-old").lease_owner is None
+    assert any("s-old" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)
