@@ -13,6 +13,7 @@ from .definition import Saga, Step, StepContext
 from .errors import (
     ConcurrencyError,
     DefinitionError,
+    DefinitionMismatch,
     InvalidInput,
     InvalidOperation,
     LeaseHeld,
@@ -35,6 +36,7 @@ __all__ = [
     "ConcurrencyError",
     "Coordinator",
     "DefinitionError",
+    "DefinitionMismatch",
     "ErrorInfo",
     "EventLog",
     "EventStore",

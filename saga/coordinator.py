@@ -1,81 +1,74 @@
-"""The imperative shell: claim a saga, load, fold, decide, run, append; the worker loop.
+"""The public entry of the imperative shell: :class:`Coordinator`.
 
-A coordinator keeps no saga in memory between actions it does not own: it
-loads the log, folds it, decides, and appends what it did. While it drives a
-saga it holds the saga's lease, and extends its folded state with the events
-it appends itself; every append names the ``seq`` it expects and re-checks
-the lease, so a stale in-memory state can never be written over a newer log.
+A coordinator keeps its registered definitions, starts sagas, and drives
+them: inline (:meth:`Coordinator.run`, :meth:`Coordinator.execute`) or as a
+worker (:meth:`Coordinator.work`, whose loop lives in :mod:`saga.worker`).
+Each drive is a :class:`~saga.drive.Drive` (load, fold, decide, run,
+append; see :mod:`saga.drive`). It keeps no saga in memory between drives,
+and never drives one saga in two of its threads at once.
 """
 
 from __future__ import annotations
 
-import logging
 import os
 import socket
 import threading
 import uuid
-from collections.abc import Iterable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
-from dataclasses import dataclass
+from collections.abc import Iterable, Iterator
+from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
 from . import events as ev
 from . import operator
-from .clock import Clock, Wakeup
-from .definition import Saga, StepContext
-from .errors import (
-    ConcurrencyError,
-    DefinitionError,
-    InvalidInput,
-    LeaseHeld,
-    PayloadTooLarge,
-    SagaError,
-    SagaIdConflict,
-    StoreError,
-    UnknownSagaName,
-)
-from .execution import Outcome, run_attempt
+from .clock import Clock
+from .decide import Rest, StartAttempt, Wait, decide
+from .definition import Saga
+from .drive import Busy, Drive, DriveResult, Driving
+from .errors import DefinitionError, InvalidInput, SagaIdConflict, UnknownSagaName
 from .leases import LeaseKeeper
-from .state import (
-    AttemptError,
-    Phase,
-    Record,
-    Rest,
-    SagaState,
-    SagaStatus,
-    SagaView,
-    StartAttempt,
-    Wait,
-    attempt_outcome,
-    decide,
-    fold,
-    idempotency_key,
-)
+from .reading import load_state, view
+from .state import SagaStatus, SagaView, fold
 from .store.base import EventLog, StoredEvent, check_saga_id
+from .worker import WorkerLoop
 
 __all__ = ["Coordinator"]
 
-log = logging.getLogger("saga")
 
-_MAX_CONFLICTS = 8
+class _OneAtATime:
+    """The sagas this coordinator is driving now, so that no two threads drive the same one."""
 
+    def __init__(self) -> None:
+        self._changed = threading.Condition()
+        self._busy: set[str] = set()
 
-@dataclass(frozen=True, slots=True)
-class _Busy:
-    """Another coordinator holds the saga's lease."""
+    @contextmanager
+    def hold(self, saga_id: str, *, wait: bool = True) -> Iterator[bool]:
+        """Hold ``saga_id`` for the block, waiting for another thread's hold to end
+        (without ``wait``: yield ``False`` at once instead, holding nothing)."""
+        if not self._take(saga_id, wait=wait):
+            yield False
+            return
+        try:
+            yield True
+        finally:
+            with self._changed:
+                self._busy.discard(saga_id)
+                self._changed.notify_all()
 
+    def _take(self, saga_id: str, *, wait: bool) -> bool:
+        with self._changed:
+            while saga_id in self._busy:
+                if not wait:
+                    return False
+                self._changed.wait()
+            self._busy.add(saga_id)
+            return True
 
-_Result = Rest | Wait | _Busy
-
-
-@dataclass(slots=True)
-class _Unrecorded:
-    """An attempt that ran and whose outcome is not yet in the log."""
-
-    attempt: StartAttempt
-    outcome: Outcome
-    at: datetime
+    def busy(self) -> set[str]:
+        """The sagas held now."""
+        with self._changed:
+            return set(self._busy)
 
 
 class Coordinator:
@@ -88,6 +81,12 @@ class Coordinator:
     ``clock`` defaults to the store's (on PostgreSQL the database server's
     clock, so that leases mean the same on every machine); tests and the
     simulator pass a :class:`~saga.VirtualClock`.
+
+    One coordinator may be shared by threads: it never drives one saga in
+    two threads at once. A :meth:`run` (or :meth:`execute`) of a saga that
+    another thread is driving through the same coordinator waits for that
+    drive to end, then carries on from the log; :meth:`work` leaves such a
+    saga to the thread that drives it.
     """
 
     def __init__(
@@ -118,6 +117,8 @@ class Coordinator:
         for saga in sagas:
             self.register(saga)
         self._leases = LeaseKeeper(self.store, self.clock, owner=self.worker_id, lease=self.lease)
+        self._drives = Driving(self.store, self.clock, self.worker_id, self.lease, self._leases)
+        self._driving = _OneAtATime()
 
     # -- definitions ------------------------------------------------------------------------
 
@@ -210,16 +211,19 @@ class Coordinator:
         assert isinstance(action, StartAttempt), action
         first = action.started(started.at)
         state.apply(first)
-        created = self.store.create(
-            saga_id, [started, first], name=saga.name, version=saga.version,
-            status=state.status, wake_at=started.at, now=started.at,
-            owner=self.worker_id, lease_until=started.at + timedelta(seconds=self.lease),
-        )
+        with self._driving.hold(saga_id):
+            created = self.store.create(
+                saga_id, [started, first], name=saga.name, version=saga.version,
+                status=state.status, wake_at=started.at, now=started.at,
+                owner=self.worker_id, lease_until=started.at + timedelta(seconds=self.lease),
+            )
+            if created:
+                drive = Drive(self._drives, saga, state, holding=True)
+                if isinstance(drive.run(first=action), Rest):
+                    return drive.state.view()
         if not created:
             self._same_saga(saga_id, started)
-            return self.run(saga_id)
-        result, view = self._drive(saga_id, saga, state, run_first=action)
-        return view if isinstance(result, Rest) else self.run(saga_id)
+        return self.run(saga_id)
 
     # -- driving ----------------------------------------------------------------------------
 
@@ -228,11 +232,16 @@ class Coordinator:
 
         Sleeps through backoffs on this coordinator's clock. If another
         coordinator holds the saga's lease, waits for it to let go or expire.
+        If another thread drives the saga through this coordinator (its own
+        :meth:`run`, or :meth:`work`), waits for that drive to end first: one
+        coordinator never drives a saga in two threads at once.
         """
         while True:
-            result, view = self._drive_once(saga_id)
+            with self._driving.hold(saga_id):
+                drive = self._load(saga_id, None, holding=False)
+                result = drive.run()
             if isinstance(result, Rest):
-                return view
+                return drive.state.view()
             if isinstance(result, Wait):
                 self._sleep_until(saga_id, result.until)
             else:
@@ -253,177 +262,18 @@ class Coordinator:
             if self.store.summary(saga_id).last_seq != seq:
                 return
 
-    def _drive_once(self, saga_id: str, *, claimed: bool = False,
-                    stored: list[StoredEvent] | None = None) -> tuple[_Result, SagaView]:
-        if stored is None:
-            stored = self.store.load(saga_id)
-        state = fold(saga_id, (s.event for s in stored))
-        saga = self._definition(state.name, state.version)
-        return self._drive(saga_id, saga, state, claimed=claimed)
+    def _load(self, saga_id: str, stored: list[StoredEvent] | None, *, holding: bool) -> Drive:
+        state = (load_state(self.store, saga_id) if stored is None
+                 else fold(saga_id, (e.event for e in stored)))
+        return Drive(self._drives, self._definition(state.name, state.version), state,
+                     holding=holding)
 
-    def _drive(
-        self,
-        saga_id: str,
-        saga: Saga,
-        state: SagaState,
-        *,
-        run_first: StartAttempt | None = None,
-        claimed: bool = False,
-    ) -> tuple[_Result, SagaView]:
-        """Drive a saga whose state is ``state`` (the log up to ``state.seq``) until it rests.
-
-        With ``run_first`` the attempt's start is already in the log and this
-        coordinator holds the lease; with ``claimed`` it holds the lease.
-        """
-        persisted = state.seq
-        holding = run_first is not None or claimed
-        pending: list[ev.Event] = []
-        unrecorded: _Unrecorded | None = None
-        conflicts = 0
-        action: Record | StartAttempt | Wait | Rest | None = run_first
-        while True:
-            now = self.clock.now()
-            if action is None:
-                action = decide(state, saga, now)
-            if isinstance(action, Record):
-                for e in action.events:
-                    state.apply(e)
-                pending.extend(action.events)
-                action = None
-                continue
-            try:
-                if isinstance(action, StartAttempt):
-                    if action is not run_first:
-                        started = action.started(now)
-                        state.apply(started)
-                        pending.append(started)
-                        self._append(saga_id, persisted, pending, state, wake_at=now, hold=True)
-                        persisted, pending, holding = state.seq, [], True
-                    unrecorded = None
-                    outcome = self._attempt(saga, state, action)
-                    done_at = self.clock.now()
-                    unrecorded = _Unrecorded(action, outcome, done_at)
-                    pending = list(attempt_outcome(
-                        state, saga, action, result=outcome.result, error=outcome.error,
-                        now=done_at,
-                    ))
-                    for e in pending:
-                        state.apply(e)
-                    action = None
-                    continue
-                wake_at = action.until if isinstance(action, Wait) else None
-                if pending or holding:
-                    self._append(saga_id, persisted, pending, state, wake_at=wake_at, hold=False)
-                return action, state.view()
-            except LeaseHeld:
-                log.info("saga %s: another coordinator holds the lease; letting go", saga_id)
-                return _Busy(), state.view()
-            except PayloadTooLarge as too_big:
-                if unrecorded is None or unrecorded.outcome.error is not None:
-                    raise
-                # The step's result cannot be recorded: record the attempt as failed for
-                # good instead, with its effect in doubt (so it is compensated).
-                log.warning("saga %s: step %s: %s", saga_id, unrecorded.attempt.step, too_big)
-                too_large = AttemptError(
-                    type="PayloadTooLarge", message=f"result too large: {too_big}",
-                    retryable=False, lost=True,
-                )
-                unrecorded = _Unrecorded(unrecorded.attempt, Outcome(error=too_large), unrecorded.at)
-                state, pending = self._reload(saga_id, saga, unrecorded)
-                persisted, action, unrecorded = state.seq - len(pending), None, None
-            except ConcurrencyError:
-                conflicts += 1
-                if conflicts > _MAX_CONFLICTS:
-                    raise
-                state, pending = self._reload(saga_id, saga, unrecorded)
-                persisted, action, unrecorded = state.seq - len(pending), None, None
-
-    def _reload(self, saga_id: str, saga: Saga, unrecorded: _Unrecorded | None
-                ) -> tuple[SagaState, list[ev.Event]]:
-        """The saga as its log now stands, with ``unrecorded``'s outcome applied and pending.
-
-        Used when an append was refused: the log moved on (an operator appended)
-        or the pending events could not be written as they were.
-        """
-        state = fold(saga_id, (s.event for s in self.store.load(saga_id)))
-        pending = [] if unrecorded is None else self._rerecord(saga, state, unrecorded)
-        for e in pending:
-            state.apply(e)
-        return state, pending
-
-    def _rerecord(self, saga: Saga, state: SagaState, u: _Unrecorded) -> list[ev.Event]:
-        """Record an outcome again over a log that moved on (an operator appended)."""
-        s = state.steps.get(u.attempt.step)
-        track = None if s is None else (s.compensation if u.attempt.compensation else s.forward)
-        if track is None or track.phase is not Phase.RUNNING or track.attempts != u.attempt.attempt:
-            return []  # someone else already closed this attempt (recorded it as lost)
-        return list(attempt_outcome(
-            state, saga, u.attempt, result=u.outcome.result, error=u.outcome.error, now=u.at
-        ))
-
-    def _append(
-        self,
-        saga_id: str,
-        expected: int,
-        batch: list[ev.Event],
-        state: SagaState,
-        *,
-        wake_at: datetime | None,
-        hold: bool,
-    ) -> None:
-        now = self.clock.now()
-        self.store.append(
-            saga_id, expected, batch,
-            status=state.status,
-            wake_at=wake_at if wake_at is not None or not state.status.is_active else now,
-            now=now,
-            owner=self.worker_id,
-            lease_until=now + timedelta(seconds=self.lease) if hold else None,
-        )
-
-    def _attempt(self, saga: Saga, state: SagaState, action: StartAttempt) -> Outcome:
-        step = saga[action.step]
-        target = step.compensation if action.compensation else step
-        assert target is not None
-        now = self.clock.now()
-        ctx = StepContext(
-            saga_id=state.saga_id,
-            saga_name=saga.name,
-            step=step.name,
-            attempt=action.attempt,
-            idempotency_key=idempotency_key(state.saga_id, step.name,
-                                            compensation=action.compensation),
-            input=self._input(saga, state),
-            results=self._results(saga, state),
-            result=self._result(step.output_model, state.steps[step.name].result)
-            if action.compensation else None,
-            deadline=state.deadline,
-            attempt_deadline=action.timeout_at,
-            compensating=action.compensation,
-        )
-        timeout = None
-        if action.timeout_at is not None:
-            timeout = (action.timeout_at - now).total_seconds()
-        with self._leases.kept(state.saga_id):
-            return run_attempt(target.fn, ctx, is_async=target.is_async, retry=target.retry,
-                               timeout=timeout)
-
-    @staticmethod
-    def _input(saga: Saga, state: SagaState) -> Any:
-        if saga.input_model is None:
-            return state.input
-        return saga.input_model.model_validate(state.input)
-
-    def _results(self, saga: Saga, state: SagaState) -> dict[str, Any]:
-        out = {}
-        for name, value in state.results.items():
-            model = saga[name].output_model if name in saga else None
-            out[name] = self._result(model, value)
-        return out
-
-    @staticmethod
-    def _result(model: Any, value: Any) -> Any:
-        return value if model is None or value is None else model.model_validate(value)
+    def _drive_claimed(self, saga_id: str, stored: list[StoredEvent] | None) -> DriveResult:
+        """Drive a saga the worker loop claimed (its events, if the claim read them)."""
+        with self._driving.hold(saga_id, wait=False) as mine:
+            if not mine:  # another thread of this coordinator drives it, under our lease
+                return Busy()
+            return self._load(saga_id, stored, holding=True).run()
 
     # -- worker loop ------------------------------------------------------------------------
 
@@ -438,99 +288,26 @@ class Coordinator:
 
         Runs until ``stop`` is set; with ``until_idle``, returns once no saga
         is due now (later retries stay waiting). ``concurrency`` sagas are
-        driven at once on threads. Returns how many drives it made.
+        driven at once on threads. Idles as the clock says (:meth:`Clock.idle
+        <saga.Clock.idle>`): a real-time clock wakes on the store's
+        notifications. A saga this worker cannot drive (its definition is not
+        registered, or does not fit its log) is logged, its lease released, and
+        left alone. Returns how many drives it made.
         """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidInput(f"concurrency must be a whole number >= 1, got {concurrency!r}")
-        stop = stop or threading.Event()
-        names = sorted(self._latest)
-        skipped: set[str] = set()
-        in_flight: dict[str, Future[tuple[_Result, SagaView]]] = {}
-        driven = 0
-        wakeup = Wakeup() if until_idle else self.store.subscribe()
-        with ThreadPoolExecutor(concurrency, thread_name_prefix="saga-worker") as pool:
-            while not stop.is_set():
-                for sid, fut in list(in_flight.items()):
-                    if fut.done():
-                        del in_flight[sid]
-                        driven += 1
-                        if not self._drove(sid, fut):
-                            skipped.add(sid)
-                room = concurrency - len(in_flight)
-                due: list[tuple[str, list[StoredEvent] | None]] = []
-                if room > 0:
-                    now = self.clock.now()
-                    try:
-                        due = self.store.claim_loaded(
-                            self.worker_id, now, until=now + timedelta(seconds=self.lease),
-                            names=names, limit=room, exclude=set(in_flight) | skipped,
-                        )
-                    except StoreError as e:
-                        if until_idle:
-                            raise
-                        log.warning("cannot claim work, trying again: %s", e)
-                        wakeup.wait(self.poll_interval, stop)
-                        continue
-                for sid, stored in due:
-                    in_flight[sid] = pool.submit(self._drive_once, sid, claimed=True, stored=stored)
-                if due:
-                    continue
-                if in_flight:
-                    self._wait_any(in_flight)
-                    continue
-                if until_idle:
-                    break
-                self._idle(stop, names, wakeup)
-        return driven
-
-    def _drove(self, saga_id: str, fut: Future[tuple[_Result, SagaView]]) -> bool:
-        """Log a finished drive; ``False`` if the saga cannot be driven here at all.
-
-        A drive that failed lets go of the saga's lease, so that another worker
-        (or this one, later) can take it up without waiting for it to expire.
-        """
-        try:
-            fut.result()
-            return True
-        except UnknownSagaName as e:
-            log.error("saga %s: %s", saga_id, e)
-            self._let_go(saga_id)
-            return False
-        except SagaError as e:
-            log.warning("saga %s: %s", saga_id, e)
-            self._let_go(saga_id)
-            return True
-        except BaseException:
-            self._let_go(saga_id)
-            raise
-
-    def _let_go(self, saga_id: str) -> None:
-        try:
-            self.store.release(self.worker_id, saga_id)
-        except StoreError as e:
-            log.warning("saga %s: cannot release the lease (it will expire): %s", saga_id, e)
-
-    def _wait_any(self, in_flight: dict[str, Future[tuple[_Result, SagaView]]]) -> None:
-        wait(list(in_flight.values()), timeout=self.poll_interval, return_when=FIRST_COMPLETED)
-
-    def _idle(self, stop: threading.Event, names: list[str], wakeup: Wakeup) -> None:
-        """Sleep until the next saga is due, a notification arrives, or one polling period."""
-        now = self.clock.now()
-        try:
-            wake = self.store.next_wake(names=names)
-        except StoreError as e:
-            log.warning("cannot read the next wake-up time: %s", e)
-            wake = None
-        pause = self.poll_interval
-        if wake is not None:
-            pause = min(pause, max((wake - now).total_seconds(), 0.0) + 0.001)
-        self.clock.idle(pause, wakeup, stop)
+        loop = WorkerLoop(
+            store=self.store, clock=self.clock, owner=self.worker_id, lease=self.lease,
+            poll_interval=self.poll_interval, names=sorted(self._latest),
+            drive=self._drive_claimed, busy=self._driving.busy, concurrency=concurrency,
+        )
+        return loop.run(until_idle=until_idle, stop=stop or threading.Event())
 
     # -- operator actions -------------------------------------------------------------------
 
     def get(self, saga_id: str) -> SagaView:
         """The saga's current state, folded from its log."""
-        return fold(saga_id, (s.event for s in self.store.load(saga_id))).view()
+        return view(self.store, saga_id)
 
     def cancel(self, saga_id: str, *, reason: str = "") -> SagaView:
         """Stop a running saga's forward progress; a worker then compensates it.

@@ -5,7 +5,7 @@ from __future__ import annotations
 import inspect
 import re
 import typing
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, KeysView, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
@@ -231,13 +231,16 @@ class Saga:
     def __contains__(self, step_name: object) -> bool:
         return step_name in self._by_name
 
+    @property
+    def step_names(self) -> KeysView[str]:
+        """The names of the steps (a live, set-like view)."""
+        return self._by_name.keys()
+
     def validate_input(self, value: Any) -> Any:
         """The input as stored in the log (JSON), validated by ``input_model`` if set."""
         try:
-            if self.input_model is not None:
-                if isinstance(value, self.input_model):
-                    return value.model_dump(mode="json")
-                return self.input_model.model_validate(value).model_dump(mode="json")
+            if self.input_model is not None and not isinstance(value, self.input_model):
+                value = self.input_model.model_validate(value)
             return to_json_value(value)
         except InvalidValue as e:
             raise InvalidInput(f"saga {self.name!r}: input is not JSON: {e}") from e

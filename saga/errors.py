@@ -28,6 +28,15 @@ class UnknownSagaName(SagaError):
     """No saga with this name is registered with the coordinator."""
 
 
+class DefinitionMismatch(SagaError):
+    """A saga's log names a step its registered definition does not have.
+
+    The coordinator refuses to drive such a saga rather than guess: a step
+    renamed or removed without a new saga version would otherwise be left
+    uncompensated.
+    """
+
+
 class InvalidInput(SagaError):
     """The input does not fit the saga's input model, or is not JSON."""
 

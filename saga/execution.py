@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import functools
 import os
 import threading
 from collections.abc import Callable, Coroutine
@@ -10,10 +11,10 @@ from dataclasses import dataclass
 from queue import SimpleQueue
 from typing import Any, ClassVar
 
-from .codec import InvalidValue, to_json_value
+from .codec import InvalidValue, printable, to_json_value
 from .definition import StepContext
 from .policies import Retry
-from .state import AttemptError
+from .state import ErrorInfo
 
 __all__ = ["Outcome", "run_attempt"]
 
@@ -25,7 +26,7 @@ class Outcome:
     """What an attempt did: a JSON result, or an error."""
 
     result: Any = None
-    error: AttemptError | None = None
+    error: ErrorInfo | None = None
 
 
 def error_name(error: BaseException) -> str:
@@ -36,12 +37,15 @@ def error_name(error: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def describe(error: BaseException, retry: Retry) -> AttemptError:
-    """Classify an exception raised by a step for the record."""
-    message = str(error)
+def describe(error: BaseException, retry: Retry) -> ErrorInfo:
+    """Classify an exception raised by a step for the record (its message made storable)."""
+    try:
+        message = printable(str(error))
+    except Exception as e:  # a __str__ that fails: say so rather than lose the attempt
+        message = f"<the error's message could not be read: {type(e).__name__}>"
     if len(message) > _MESSAGE_LIMIT:
         message = message[:_MESSAGE_LIMIT] + f"… ({len(message)} characters)"
-    return AttemptError(type=error_name(error), message=message, retryable=retry.is_retryable(error))
+    return ErrorInfo(type=error_name(error), message=message, retryable=retry.is_retryable(error))
 
 
 _local = threading.local()
@@ -65,20 +69,27 @@ def run_attempt(
 ) -> Outcome:
     """Run ``fn(ctx)`` once and say how it ended.
 
-    An ``async`` function that runs past ``timeout`` seconds is cancelled; a
-    plain one runs on a daemon thread and is abandoned (its late result is
-    ignored). Exceptions become :class:`AttemptError`; ``KeyboardInterrupt``
-    and ``SystemExit`` propagate.
+    With a ``timeout`` the function runs on a reusable daemon thread (an
+    ``async`` one on that thread's own event loop, cancelled at the limit)
+    and is abandoned when it overruns, whatever it does: swallows the
+    cancellation, blocks its event loop, never returns. Its late result is
+    ignored, and the attempt is reported timed out at its limit. Exceptions
+    become :class:`~saga.ErrorInfo`; ``KeyboardInterrupt`` and
+    ``SystemExit`` propagate.
+
+    A result the log cannot store (not JSON, or JSON it cannot read back:
+    see :func:`~saga.codec.to_json_value`) fails the attempt for good, in
+    doubt: the step ran, so its effect may have happened and is compensated.
     """
     if timeout is not None and timeout <= 0:
         return _timed_out(ctx, 0.0)
     try:
-        if is_async:
-            value = _run_async(fn, ctx, timeout)
-        elif timeout is None:
-            value = fn(ctx)
+        if timeout is not None:
+            value = _run_in_thread(fn, ctx, timeout, is_async=is_async)
+        elif is_async:
+            value = _run_async(fn, ctx, None)
         else:
-            value = _run_in_thread(fn, ctx, timeout)
+            value = fn(ctx)
     except _Timeout:
         return _timed_out(ctx, timeout or 0.0)
     except Exception as e:
@@ -86,10 +97,11 @@ def run_attempt(
     try:
         return Outcome(result=to_json_value(value))
     except InvalidValue as e:
-        return Outcome(error=AttemptError(
+        return Outcome(error=ErrorInfo(
             type="InvalidResult",
-            message=f"{ctx.step} returned a value that is not JSON: {e}",
+            message=f"{ctx.step} returned a value the log cannot store: {e}",
             retryable=False,
+            lost=True,
         ))
 
 
@@ -98,7 +110,7 @@ class _Timeout(Exception):
 
 
 def _timed_out(ctx: StepContext, timeout: float) -> Outcome:
-    return Outcome(error=AttemptError(
+    return Outcome(error=ErrorInfo(
         type="AttemptTimedOut",
         message=f"attempt {ctx.attempt} of {ctx.step} was still running at its time limit "
         f"({timeout:.3g}s)",
@@ -107,6 +119,7 @@ def _timed_out(ctx: StepContext, timeout: float) -> Outcome:
 
 
 def _run_async(fn: Callable[[StepContext], Any], ctx: StepContext, timeout: float | None) -> Any:
+    """Run an ``async`` step to its end on this thread's event loop."""
     return _runner().run(_within(fn(ctx), timeout))
 
 
@@ -114,15 +127,20 @@ async def _within(coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
     limit = asyncio.timeout(timeout)
     try:
         async with limit:
-            return await coro
+            value = await coro
     except TimeoutError:
         if limit.expired():  # our limit, not a TimeoutError the step raised itself
             raise _Timeout from None
         raise
+    if limit.expired():  # it swallowed the cancellation and returned late
+        raise _Timeout
+    return value
 
 
-def _run_in_thread(fn: Callable[[StepContext], Any], ctx: StepContext, timeout: float) -> Any:
-    job = _Job(fn, ctx)
+def _run_in_thread(
+    fn: Callable[[StepContext], Any], ctx: StepContext, timeout: float, *, is_async: bool
+) -> Any:
+    job = _Job(functools.partial(_run_async, fn, timeout=timeout) if is_async else fn, ctx)
     _StepThread.take().give(job)
     if not job.done.acquire(timeout=timeout):
         raise _Timeout  # the thread runs on; its late result is dropped
@@ -145,7 +163,8 @@ class _Job:
 
 
 class _StepThread:
-    """A daemon thread that runs plain steps that have a timeout, one at a time.
+    """A daemon thread that runs steps that have a timeout, one at a time (``async`` ones on
+    the thread's own event loop).
 
     Starting a thread per attempt costs more than the rest of a step's
     bookkeeping, so idle threads wait for the next job. A step that runs past

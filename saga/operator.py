@@ -13,8 +13,10 @@ from datetime import datetime
 
 from . import events as ev
 from .clock import Clock
+from .codec import InvalidValue, to_json_value
 from .errors import ConcurrencyError, InvalidInput, InvalidOperation
-from .state import SagaState, SagaStatus, SagaView, fold
+from .reading import load_state
+from .state import SagaState, SagaStatus, SagaView
 from .store.base import EventLog
 
 __all__ = ["cancel", "retry"]
@@ -61,7 +63,7 @@ def _append(
     verb: str,
 ) -> SagaView:
     for _ in range(_ATTEMPTS):
-        state = fold(saga_id, (s.event for s in store.load(saga_id)))
+        state = load_state(store, saga_id)
         if state.status is not allowed:
             raise InvalidOperation(
                 f"saga {saga_id} is {state.status.value}: only a {allowed.value} saga can be {verb}"
@@ -82,4 +84,8 @@ def _append(
 def _reason(reason: object) -> str:
     if not isinstance(reason, str) or len(reason) > 1000:
         raise InvalidInput("reason must be a string of at most 1000 characters")
+    try:
+        to_json_value(reason)  # valid Unicode, no NUL: what the log can store
+    except InvalidValue as e:
+        raise InvalidInput(f"reason cannot be stored: {str(e).removeprefix('$: ')}") from None
     return reason

@@ -72,7 +72,6 @@ class Retry:
     types; ``give_up_on`` (and :class:`~saga.PermanentError`) never retry.
     """
 
-    kind: str
     wait: wait_base = field(repr=False, compare=False)
     attempts: int | None
     max_elapsed: float | None = None
@@ -95,7 +94,6 @@ class Retry:
         """The same ``delay`` (seconds) between attempts."""
         d = _non_negative(delay, what="delay")
         return cls._build(
-            "fixed",
             tenacity.wait_fixed(d),
             attempts=attempts,
             max_elapsed=max_elapsed,
@@ -138,7 +136,6 @@ class Retry:
         if jitter:
             wait = _SeededFullJitter(wait)
         return cls._build(
-            "exponential",
             wait,
             attempts=attempts,
             max_elapsed=max_elapsed,
@@ -154,7 +151,6 @@ class Retry:
     def none(cls) -> Retry:
         """A single attempt: any failure is final."""
         return cls._build(
-            "none",
             tenacity.wait_none(),
             attempts=1,
             max_elapsed=None,
@@ -166,7 +162,6 @@ class Retry:
     @classmethod
     def _build(
         cls,
-        kind: str,
         wait: wait_base,
         *,
         attempts: int | None,
@@ -180,7 +175,6 @@ class Retry:
         ):
             raise PolicyError(f"attempts must be a whole number of at least 1 or None, got {attempts!r}")
         return cls(
-            kind=kind,
             wait=wait,
             attempts=attempts,
             max_elapsed=seconds(max_elapsed, what="max_elapsed"),

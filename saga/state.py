@@ -1,40 +1,36 @@
-"""The pure core: fold a saga's events into its state, and decide what comes next.
+"""The pure core, first half: fold a saga's events into its state.
 
-Nothing here touches a database, a thread or the clock: ``now`` is an
-argument. :func:`fold` replays a log; :func:`decide` maps a state, its
-definition and the time to one :class:`Action`; :func:`attempt_outcome`
-turns what an attempt did into the events that record it.
+Nothing here touches a database, a thread or the clock. :func:`fold` replays
+a log into a :class:`SagaState`; :meth:`SagaState.apply` extends one by an
+event; :meth:`SagaState.view` freezes it into the :class:`SagaView` users see.
+What to do next is :mod:`saga.decide`'s job.
 """
 
 from __future__ import annotations
 
 from collections.abc import Iterable, Mapping
 from dataclasses import dataclass, field
-from datetime import datetime, timedelta
+from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
 from . import events as ev
-from .definition import Saga
 
 __all__ = [
-    "Action",
-    "AttemptError",
+    "NOT_RETRIED",
     "ErrorInfo",
-    "Record",
-    "Rest",
+    "Phase",
     "SagaState",
     "SagaStatus",
     "SagaView",
-    "StartAttempt",
     "StepState",
     "StepView",
-    "Wait",
-    "attempt_outcome",
-    "decide",
+    "Track",
     "fold",
-    "idempotency_key",
 ]
+
+NOT_RETRIED = "not retried"
+"""``gave_up`` of an attempt whose error its policy never retries."""
 
 
 class SagaStatus(StrEnum):
@@ -65,10 +61,18 @@ class Phase(StrEnum):
 
 @dataclass(frozen=True, slots=True)
 class ErrorInfo:
-    """A failed attempt's error as recorded in the log."""
+    """How an attempt failed: as the coordinator observed it, and as the log records it.
+
+    ``type`` is the exception's name (``module.Class``), or one of the
+    library's own kinds (``AttemptTimedOut``, ``AttemptLost``,
+    ``InvalidResult``, ``PayloadTooLarge``); ``retryable`` says whether the
+    step's policy may retry this error at all; ``timed_out`` and ``lost`` mark
+    an attempt whose effect is in doubt (it may have happened outside).
+    """
 
     type: str
     message: str
+    retryable: bool = True
     timed_out: bool = False
     lost: bool = False
 
@@ -81,22 +85,22 @@ class Track:
     attempts: int = 0
     budget_start: int = 0
     budget_started_at: datetime | None = None
-    open_timeout_at: datetime | None = None
     next_attempt_at: datetime | None = None
     gave_up: str | None = None
     last_error: ErrorInfo | None = None
 
-    def start(self, attempt: int, at: datetime, timeout_at: datetime | None) -> None:
+    def start(self, attempt: int, at: datetime) -> None:
         self.phase = Phase.RUNNING
         self.attempts = attempt
-        self.open_timeout_at = timeout_at
         self.next_attempt_at = None
         if self.budget_started_at is None:
             self.budget_started_at = at
 
     def fail(self, e: ev.StepAttemptFailed | ev.CompensationAttemptFailed) -> None:
-        self.last_error = ErrorInfo(e.error_type, e.message, e.timed_out, e.lost)
-        self.open_timeout_at = None
+        self.last_error = ErrorInfo(
+            e.error_type, e.message, retryable=e.gave_up != NOT_RETRIED,
+            timed_out=e.timed_out, lost=e.lost,
+        )
         if e.retried:
             self.phase = Phase.WAITING
             self.next_attempt_at = e.next_attempt_at
@@ -140,6 +144,7 @@ class SagaState:
     cancel_requested: str | None = None
 
     def step(self, name: str) -> StepState:
+        """The folded state of step ``name`` (created pending when the log has not named it)."""
         s = self.steps.get(name)
         if s is None:
             s = self.steps[name] = StepState(name)
@@ -159,14 +164,14 @@ class SagaState:
                 self.started_at, self.deadline = e.at, e.deadline
                 self.status = SagaStatus.RUNNING
             case ev.StepAttemptStarted():
-                self.step(e.step).forward.start(e.attempt, e.at, e.timeout_at)
+                self.step(e.step).forward.start(e.attempt, e.at)
             case ev.StepAttemptFailed():
                 s = self.step(e.step)
                 s.forward.fail(e)
                 s.in_doubt = s.in_doubt or e.timed_out or e.lost
             case ev.StepSucceeded():
                 s = self.step(e.step)
-                s.forward.phase, s.forward.open_timeout_at = Phase.DONE, None
+                s.forward.phase = Phase.DONE
                 s.result = e.result
             case ev.StepFailed():
                 s = self.step(e.step)
@@ -174,12 +179,12 @@ class SagaState:
             case ev.CompensationStarted():
                 self.status, self.reason = SagaStatus.COMPENSATING, e.reason
             case ev.CompensationAttemptStarted():
-                self.step(e.step).compensation.start(e.attempt, e.at, e.timeout_at)
+                self.step(e.step).compensation.start(e.attempt, e.at)
             case ev.CompensationAttemptFailed():
                 self.step(e.step).compensation.fail(e)
             case ev.StepCompensated():
                 c = self.step(e.step).compensation
-                c.phase, c.open_timeout_at = Phase.DONE, None
+                c.phase = Phase.DONE
             case ev.CompensationFailed():
                 self.step(e.step).compensation.phase = Phase.FAILED
             case ev.SagaCompleted():
@@ -276,206 +281,3 @@ def fold(saga_id: str, events: Iterable[ev.Event]) -> SagaState:
     for e in events:
         state.apply(e)
     return state
-
-
-# -- decisions -------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Record:
-    """Append these events; nothing outside runs."""
-
-    events: tuple[ev.Event, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class StartAttempt:
-    """Run this attempt of a step (or of its compensation) after recording its start."""
-
-    step: str
-    attempt: int
-    compensation: bool
-    timeout_at: datetime | None
-
-    def started(self, now: datetime) -> ev.Event:
-        cls = ev.CompensationAttemptStarted if self.compensation else ev.StepAttemptStarted
-        return cls(step=self.step, attempt=self.attempt, at=now, timeout_at=self.timeout_at)
-
-
-@dataclass(frozen=True, slots=True)
-class Wait:
-    """Nothing to do before ``until``."""
-
-    until: datetime
-
-
-@dataclass(frozen=True, slots=True)
-class Rest:
-    """Nothing to do until an operator acts (completed, compensated or failed)."""
-
-
-Action = Record | StartAttempt | Wait | Rest
-
-
-@dataclass(frozen=True, slots=True)
-class AttemptError:
-    """How an attempt failed, as the shell observed it."""
-
-    type: str
-    message: str
-    retryable: bool = True
-    timed_out: bool = False
-    lost: bool = False
-
-
-def idempotency_key(saga_id: str, step: str, *, compensation: bool = False) -> str:
-    """The key every attempt of this step (or of its compensation) shares."""
-    return f"{saga_id}/{step}/{'compensate' if compensation else 'do'}"
-
-
-def decide(state: SagaState, saga: Saga, now: datetime) -> Action:
-    """The next thing a coordinator holding this saga must do."""
-    if not state.status.is_active:
-        return Rest()
-    steps = state.steps.values()
-    if state.status is SagaStatus.RUNNING:
-        for s in steps:
-            if s.forward.phase is Phase.RUNNING:
-                return Record(_lost(state, saga, s, compensation=False, now=now))
-        for s in steps:
-            if s.forward.phase is Phase.GAVE_UP:
-                return Record((ev.StepFailed(step=s.name, reason=_why(s.forward), at=now),))
-        for s in steps:
-            if s.forward.phase is Phase.FAILED:
-                reason = f"step {s.name} failed: {s.failure}"
-                return Record((ev.CompensationStarted(reason=reason, step=s.name, at=now),))
-        if state.cancel_requested is not None:
-            reason = f"cancelled: {state.cancel_requested}"
-            return Record((ev.CompensationStarted(reason=reason, at=now),))
-        if state.deadline is not None and now >= state.deadline:
-            return Record((ev.CompensationStarted(reason="the saga deadline passed", at=now),))
-        for step in saga.steps:
-            current = state.steps.get(step.name)
-            if current is not None and current.forward.phase is Phase.DONE:
-                continue
-            attempt = 1 if current is None else current.forward.attempts + 1
-            waiting_until = None if current is None else current.forward.next_attempt_at
-            if waiting_until is not None and waiting_until > now:
-                return Wait(waiting_until)
-            timeout_at = now + timedelta(seconds=step.timeout) if step.timeout else None
-            if state.deadline is not None and (timeout_at is None or timeout_at > state.deadline):
-                timeout_at = state.deadline
-            return StartAttempt(step.name, attempt, compensation=False, timeout_at=timeout_at)
-        return Record((ev.SagaCompleted(at=now),))
-
-    # compensating
-    for s in steps:
-        if s.forward.phase is Phase.RUNNING:  # cannot happen in a log we wrote; close it safely
-            return Record(_lost(state, saga, s, compensation=False, now=now))
-        if s.compensation.phase is Phase.RUNNING:
-            return Record(_lost(state, saga, s, compensation=True, now=now))
-    for s in steps:
-        if s.compensation.phase is Phase.GAVE_UP:
-            reason = _why(s.compensation)
-            return Record((
-                ev.CompensationFailed(step=s.name, reason=reason, at=now),
-                ev.SagaFailed(step=s.name, reason=reason, at=now),
-            ))
-    for s in reversed(state.steps.values()):
-        if not s.needs_undo or s.compensation.phase is Phase.DONE:
-            continue
-        comp = saga[s.name].compensation if s.name in saga else None
-        if comp is None:
-            continue
-        c = s.compensation
-        if c.next_attempt_at is not None and c.next_attempt_at > now:
-            return Wait(c.next_attempt_at)
-        timeout_at = now + timedelta(seconds=comp.timeout) if comp.timeout else None
-        return StartAttempt(s.name, c.attempts + 1, compensation=True, timeout_at=timeout_at)
-    return Record((ev.SagaCompensated(at=now),))
-
-
-def _why(track: Track) -> str:
-    """Why a step or compensation failed for good: its last error and why it was not retried."""
-    err = track.last_error
-    if err is None:
-        return track.gave_up or "gave up"
-    return f"{err.type}: {err.message} ({track.gave_up})"
-
-
-def attempt_outcome(
-    state: SagaState,
-    saga: Saga,
-    attempt: StartAttempt,
-    *,
-    result: Any = None,
-    error: AttemptError | None = None,
-    now: datetime,
-) -> tuple[ev.Event, ...]:
-    """The events that record how ``attempt`` ended: success with ``result``, or ``error``."""
-    if error is None:
-        if attempt.compensation:
-            return (ev.StepCompensated(step=attempt.step, attempt=attempt.attempt, at=now),)
-        return (ev.StepSucceeded(step=attempt.step, attempt=attempt.attempt, result=result, at=now),)
-    return (_failure(state, saga, attempt.step, attempt.attempt, attempt.compensation, error, now),)
-
-
-def _lost(
-    state: SagaState, saga: Saga, s: StepState, *, compensation: bool, now: datetime
-) -> tuple[ev.Event, ...]:
-    track = s.compensation if compensation else s.forward
-    error = AttemptError(
-        type="AttemptLost",
-        message=f"attempt {track.attempts} had no outcome when its worker's lease expired",
-        lost=True,
-    )
-    return (_failure(state, saga, s.name, track.attempts, compensation, error, now),)
-
-
-def _failure(  # noqa: PLR0917
-    state: SagaState,
-    saga: Saga,
-    step_name: str,
-    attempt: int,
-    compensation: bool,
-    error: AttemptError,
-    now: datetime,
-) -> ev.Event:
-    s = state.step(step_name)
-    track = s.compensation if compensation else s.forward
-    step = saga.get(step_name)
-    action = step.compensation if (compensation and step is not None) else step
-    gave_up: str | None = None
-    next_at: datetime | None = None
-    if action is None:
-        gave_up = f"step {step_name} is not in version {saga.version} of {saga.name}"
-    elif not error.retryable:
-        gave_up = "not retried"
-    elif not compensation and state.status is not SagaStatus.RUNNING:
-        gave_up = "the saga is compensating"
-    elif not compensation and state.deadline is not None and now >= state.deadline:
-        gave_up = "the saga deadline passed"
-    else:
-        started = track.budget_started_at or now
-        delay, gave_up = action.retry.next_delay(
-            attempt=attempt - track.budget_start,
-            elapsed=(now - started).total_seconds(),
-            seed=idempotency_key(state.saga_id, step_name, compensation=compensation),
-        )
-        if delay is not None:
-            next_at = now + timedelta(seconds=delay)
-            if not compensation and state.deadline is not None and next_at >= state.deadline:
-                gave_up, next_at = "the next attempt would start after the saga deadline", None
-    cls = ev.CompensationAttemptFailed if compensation else ev.StepAttemptFailed
-    return cls(
-        step=step_name,
-        attempt=attempt,
-        error_type=error.type,
-        message=error.message,
-        timed_out=error.timed_out,
-        lost=error.lost,
-        retried=next_at is not None,
-        next_attempt_at=next_at,
-        gave_up=gave_up,
-        at=now,
-    )

@@ -10,9 +10,8 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from saga import EventLog, EventStore, SagaView, StoredEvent
+from saga import EventStore, StoredEvent
 from saga import events as ev
-from saga.state import fold
 
 
 class WorkerDied(BaseException):
@@ -38,10 +37,6 @@ def loose(value: object) -> Any:
     """``value`` typed as ``Any``: for tests that pass deliberately wrong types."""
     return value
 
-
-def view_of(store: EventLog, saga_id: str) -> SagaView:
-    """The saga's current state, folded from its log."""
-    return fold(saga_id, (e.event for e in store.load(saga_id))).view()
 
 
 def types(store: EventStore, saga_id: str) -> list[str]:

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from saga import EventStore, SagaStatus
-from tests.helpers import view_of
+from saga.reading import view as read_view
 
 ROOT = Path(__file__).resolve().parent.parent
 SAGA = str(Path(sys.executable).with_name("saga"))
@@ -88,7 +88,7 @@ def test_cancel_and_retry(tmp_path: Path) -> None:
     saga(db, "cancel", "c-1", "--reason", "customer asked")
     saga(db, "worker", TARGET, "--until-idle")
     with EventStore(f"sqlite:///{db}") as store:
-        view = view_of(store, "c-1")
+        view = read_view(store, "c-1")
     assert view.status is SagaStatus.COMPENSATED
     assert view.reason == "cancelled: customer asked"
     assert "only a running saga can be cancelled" in fails(db, "cancel", "c-1")
@@ -99,7 +99,7 @@ def test_cancel_and_retry(tmp_path: Path) -> None:
     assert "r-1  place-order v1  failed" in saga(db, "list").stdout
     saga(db, "retry", "r-1")
     with EventStore(f"sqlite:///{db}") as store:
-        assert view_of(store, "r-1").status is SagaStatus.COMPENSATING
+        assert read_view(store, "r-1").status is SagaStatus.COMPENSATING
         assert store.load("r-1")[-1].type == "SagaRetryRequested"
 
 

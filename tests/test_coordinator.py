@@ -21,16 +21,8 @@ from saga import (
     VirtualClock,
 )
 from saga import events as ev
-from tests.helpers import (
-    WorkerDied,
-    check_log_invariants,
-    logged,
-    of_type,
-    open_store,
-    snapshot,
-    types,
-    view_of,
-)
+from saga.reading import view as read_view
+from tests.helpers import WorkerDied, check_log_invariants, logged, of_type, open_store, snapshot, types
 
 
 def _coordinator(store: EventStore, saga: Saga, clock: VirtualClock) -> Coordinator:
@@ -96,7 +88,7 @@ def test_completed_saga(sqlite_store: EventStore, clock: VirtualClock) -> None:
         "SagaCompleted",
     ]
     assert undone == []
-    assert view_of(sqlite_store, saga_id) == view
+    assert read_view(sqlite_store, saga_id) == view
     assert sqlite_store.summary(saga_id).status is SagaStatus.COMPLETED
     check_log_invariants(logged(sqlite_store.load(saga_id)), ["flight", "hotel", "car", "pay"])
 
@@ -153,7 +145,7 @@ def test_execute_starts_and_drives_inline(sqlite_store: EventStore, clock: Virtu
     view = coordinator.execute("trip", {"city": "Oslo"}, saga_id="x")
     assert view.status is SagaStatus.COMPLETED
     assert view.saga_id == "x" and view.input == {"city": "Oslo"}
-    assert view_of(sqlite_store, "x") == view
+    assert read_view(sqlite_store, "x") == view
     n = len(sqlite_store.load("x"))
     # Executing the same saga again returns its outcome and writes nothing.
     again = coordinator.execute("trip", {"city": "Oslo"}, saga_id="x")

@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from saga import Coordinator, EventStore, SagaNotFound, SagaStatus, StoredEvent
-from tests.helpers import view_of
+from saga.reading import view as read_view
 
 from .procs.invariants import lost_attempts, open_attempts, saga_problems
 from .procs.ledger import Ledger
@@ -224,7 +224,7 @@ def test_sigkill_while_a_step_runs_then_a_new_process_finishes(tmp_path: Path) -
     with EventStore(url) as store:
         before = store.load("order-7")
         assert open_attempts(before) == {("do", "b", 1)}
-        assert view_of(store, "order-7").status is SagaStatus.RUNNING
+        assert read_view(store, "order-7").status is SagaStatus.RUNNING
 
     started = time.monotonic()
     restart = _child([*common, "--mode", "run"])
@@ -239,7 +239,7 @@ def test_sigkill_while_a_step_runs_then_a_new_process_finishes(tmp_path: Path) -
         assert [(e.data["step"], e.data["attempt"], e.data["lost"], e.data["retried"])
                 for e in lost] == [("b", 1, True, True)]
         assert [e.data["step"] for e in history if e.type == "StepSucceeded"] == ["a", "b", "c"]
-        view = view_of(store, "order-7")
+        view = read_view(store, "order-7")
         assert view.steps["b"].attempts == 2
         assert view.steps["b"].in_doubt
         assert {e.writer for e in history[:len(before)]} != {e.writer for e in history[len(before):]}

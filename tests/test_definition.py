@@ -22,7 +22,8 @@ from saga import (
     UnknownSagaName,
     VirtualClock,
 )
-from tests.helpers import WorkerDied, loose, open_store, snapshot, view_of
+from saga.reading import view as read_view
+from tests.helpers import WorkerDied, loose, open_store, snapshot
 
 
 class Order(BaseModel):
@@ -136,7 +137,7 @@ def test_bad_input_raises_and_writes_nothing(
         (SagaNotFound, "no-such", lambda: coordinator.cancel("no-such")),
         (SagaNotFound, "no-such", lambda: coordinator.retry("no-such")),
         (SagaNotFound, "no-such", lambda: sqlite_store.load("no-such")),
-        (SagaNotFound, "no-such", lambda: view_of(sqlite_store, "no-such")),
+        (SagaNotFound, "no-such", lambda: read_view(sqlite_store, "no-such")),
         (SagaNotFound, "no-such", lambda: sqlite_store.summary("no-such")),
     ]
     for error, message, call in cases:

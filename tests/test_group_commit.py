@@ -13,8 +13,8 @@ import sqlalchemy as sa
 
 from saga import ConcurrencyError, Coordinator, EventStore, LeaseHeld, Saga, SagaStatus
 from saga import events as ev
+from saga.reading import view as read_view
 from saga.store.postgres import PostgresEventStore
-from tests.helpers import view_of
 
 pytestmark = pytest.mark.postgres
 
@@ -120,7 +120,7 @@ def test_a_worker_driving_many_sagas_commits_less_than_once_per_append(
         hide_password=False
     )
     coordinator.work(until_idle=True, concurrency=24)
-    assert all(view_of(pg_store, sid).status is SagaStatus.COMPLETED for sid in ids)
+    assert all(read_view(pg_store, sid).status is SagaStatus.COMPLETED for sid in ids)
     assert all(len(pg_store.load(sid)) == 8 for sid in ids)
     appends = 4 * len(ids)  # the first start, two handovers and the finish of each saga
     commits = _transactions_after_start(libpq)

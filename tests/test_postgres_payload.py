@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from saga import Coordinator, EventStore, PayloadTooLarge, Retry, Saga, SagaStatus, StepContext
-from tests.helpers import view_of
+from saga.reading import view as read_view
 
 LIMIT = 10_000
 
@@ -78,6 +78,6 @@ def test_oversized_output_through_a_worker(store_url: str) -> None:
         coordinator.start("bulky", {"big": True}, saga_id="w1")
         coordinator.start("bulky", {"big": False}, saga_id="w2")
         coordinator.work(until_idle=True)
-        assert view_of(store, "w1").status is SagaStatus.COMPENSATED
-        assert view_of(store, "w2").status is SagaStatus.COMPLETED
+        assert read_view(store, "w1").status is SagaStatus.COMPENSATED
+        assert read_view(store, "w2").status is SagaStatus.COMPLETED
         assert effects.count("large") == 2

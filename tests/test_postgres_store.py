@@ -15,8 +15,8 @@ import sqlalchemy as sa
 
 from saga import ConcurrencyError, Coordinator, EventStore, Saga, SagaStatus, StepContext, VirtualClock
 from saga import events as ev
+from saga.reading import view as read_view
 from saga.store.postgres import DatabaseClock, PostgresEventStore
-from tests.helpers import view_of
 
 pytestmark = pytest.mark.postgres
 
@@ -299,7 +299,7 @@ def test_the_documented_application_role_can_run_sagas_but_not_rewrite_history(
                     with pytest.raises(psycopg.errors.InsufficientPrivilege):
                         app.execute(sql)
             with EventStore(postgres_url) as direct:
-                assert view_of(direct, "q2").status is SagaStatus.COMPLETED
+                assert read_view(direct, "q2").status is SagaStatus.COMPLETED
         finally:
             owner.execute(f'DROP OWNED BY "{role}"')
             owner.execute(f'DROP ROLE "{role}"')

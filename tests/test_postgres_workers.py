@@ -20,8 +20,8 @@ import pytest
 import sqlalchemy as sa
 
 from saga import Coordinator, EventLog, EventStore, Retry, Saga, SagaStatus, StepContext
+from saga.reading import view as read_view
 from saga.store.postgres import PostgresEventStore
-from tests.helpers import view_of
 
 from .postgres_worker import build_sagas, effect_counts, ledger_lines
 
@@ -127,7 +127,7 @@ def test_an_idle_worker_wakes_on_notify_within_tens_of_ms(postgres_url: str, tmp
             worker_store.close()
         del keep
         for i in range(5):
-            assert view_of(client_store, f"q{i}").status is SagaStatus.COMPLETED
+            assert read_view(client_store, f"q{i}").status is SagaStatus.COMPLETED
     assert max(latencies) < 0.2, latencies
     assert sorted(latencies)[2] < 0.1, latencies
 
@@ -154,7 +154,7 @@ def test_without_notifications_an_idle_worker_polls(sqlite_url: str) -> None:
             stop.set()
             thread.join(10)
         assert seen[0] - t0 < 0.5
-        assert view_of(store, "q").status is SagaStatus.COMPLETED
+        assert read_view(store, "q").status is SagaStatus.COMPLETED
 
 
 # -- SQLite: several processes on one file ------------------------------------------------------
@@ -208,7 +208,7 @@ def test_a_worker_paused_past_its_lease_writes_nothing_and_carries_on(
         # The paused worker's step returns now; its outcome must be refused. Its next
         # saga shows it carried on (it drives one saga at a time, so the stale one is done).
         rescuer.start("order", {"n": 1}, saga_id="after")
-        wait_for(lambda: view_of(store, "after").status is SagaStatus.COMPLETED, 15,
+        wait_for(lambda: read_view(store, "after").status is SagaStatus.COMPLETED, 15,
                  "the resumed worker to drive a new saga")
         assert paused.alive()
         after = [(e.seq, e.type, e.writer) for e in store.load("g1")]

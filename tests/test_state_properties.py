@@ -21,17 +21,9 @@ from hypothesis import strategies as st
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, SagaStatus, StepContext, VirtualClock
 from saga import events as ev
-from saga.state import (
-    AttemptError,
-    Record,
-    Rest,
-    SagaState,
-    StartAttempt,
-    Wait,
-    attempt_outcome,
-    decide,
-    fold,
-)
+from saga.decide import Record, Rest, StartAttempt, Wait, attempt_outcome, decide
+from saga.reading import load_state
+from saga.state import ErrorInfo, SagaState, fold
 from tests.helpers import Logged, WorkerDied, check_log_invariants, logged
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -163,10 +155,10 @@ def run_pure(
             case StartAttempt():
                 record(action.started(now))
                 out = next(steps, Outcome("ok", 0.0))
-                error: AttemptError | None = None
+                error: ErrorInfo | None = None
                 if out.kind == "timeout" and action.timeout_at is not None:
                     now = max(now, action.timeout_at)
-                    error = AttemptError("AttemptTimedOut", "ran past its limit", timed_out=True)
+                    error = ErrorInfo("AttemptTimedOut", "ran past its limit", timed_out=True)
                 elif out.kind in ("lost", "timeout"):
                     now += timedelta(seconds=LEASE)  # its worker died; the lease runs out
                     continue
@@ -174,13 +166,13 @@ def run_pure(
                     action.timeout_at
                 ):
                     now = action.timeout_at
-                    error = AttemptError("AttemptTimedOut", "ran past its limit", timed_out=True)
+                    error = ErrorInfo("AttemptTimedOut", "ran past its limit", timed_out=True)
                 else:
                     now += timedelta(seconds=out.duration)
                     if out.kind == "transient":
-                        error = AttemptError("ConnectionError", "reset")
+                        error = ErrorInfo("ConnectionError", "reset")
                     elif out.kind == "permanent":
-                        error = AttemptError("PermanentError", "no", retryable=False)
+                        error = ErrorInfo("PermanentError", "no", retryable=False)
                 for e in attempt_outcome(state, saga, action, result={"ok": action.step},
                                          error=error, now=now):
                     record(e)
@@ -307,7 +299,7 @@ def test_coordinator_logs_keep_the_guarantees(
     events = [e.event for e in history]
     for k in range(1, len(events) + 1):
         assert fold(saga_id, events[:k]).seq == k
-    assert fold(saga_id, events).view() == view
+    assert fold(saga_id, events).view() == view == load_state(property_db, saga_id).view()
     _check_outcome(fold(saga_id, events), events)
     assert property_db.summary(saga_id).status is view.status
 

@@ -19,7 +19,7 @@ from saga import (
     StoredEvent,
 )
 from saga import events as ev
-from tests.helpers import view_of
+from saga.reading import view as read_view
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 
@@ -75,7 +75,7 @@ def test_create_append_load_and_history(store: EventStore) -> None:
     summary = store.summary("a")
     assert summary.status is SagaStatus.COMPLETED and summary.last_seq == 4
     assert summary.name == "order" and summary.version == 1 and summary.wake_at is None
-    view = view_of(store, "a")
+    view = read_view(store, "a")
     assert view.status is SagaStatus.COMPLETED and view.results == {"x": {"n": 1}} and view.seq == 4
 
 

@@ -37,7 +37,7 @@ from typing import Any, TextIO
 import pytest
 
 from saga import Coordinator, EventStore, SagaStatus, StoredEvent
-from tests.helpers import view_of
+from saga.reading import view as read_view
 
 from .procs.invariants import ledger_problems, log_problems, lost_attempts, saga_problems
 from .procs.ledger import Effect, Ledger
@@ -258,7 +258,7 @@ def torture(
 
     effects = ledger.effects()
     for saga_id, plan in inputs.items():
-        view = view_of(store, saga_id)
+        view = read_view(store, saga_id)
         report.statuses[view.status.value] += 1
         history = store.load(saga_id)
         report.lost += len(lost_attempts(history))

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from saga import EventLog, SagaStatus, StoredEvent
-from tests.helpers import view_of
+from saga.reading import view as read_view
 
 from .ledger import Effect
 
@@ -146,7 +146,7 @@ def saga_problems(
     """Every check on one saga: its log, its index row and the participant's ledger."""
     history = store.load(saga_id)
     problems = log_problems(history)
-    view = view_of(store, saga_id)
+    view = read_view(store, saga_id)
     summary = store.summary(saga_id)
     if summary.status is not view.status or summary.last_seq != len(history):
         problems.append(

@@ -1,0 +1,267 @@
+"""Driving one saga until it rests: decide, run, append, while holding its lease.
+
+A :class:`Drive` holds a saga's folded state in two parts: the events already
+in the log (up to :attr:`Drive.persisted`) and the events it decided but has
+not committed yet (:attr:`Drive.pending`). It commits at two points only:
+
+- :meth:`Drive.commit_start`, before an attempt runs: the pending events and
+  the attempt's start, taking (or keeping) the lease, so the start is durable
+  before the step runs;
+- :meth:`Drive.commit_rest`, when the saga rests or waits: the pending events
+  (an outcome, a terminal or waiting state), letting the lease go.
+
+A step's outcome therefore shares a commit with the next attempt's start.
+Every append names the ``seq`` it follows and re-checks the lease, so when
+the log moved on (an operator appended) or an outcome cannot be written as
+it is, the append is refused and :meth:`Drive.reload` folds the log again and
+records the unrecorded outcome on it: that is the only way back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from . import events as ev
+from .clock import Clock
+from .decide import Action, Record, Rest, StartAttempt, Wait, attempt_outcome, decide, idempotency_key
+from .definition import Compensation, Saga, Step, StepContext
+from .errors import ConcurrencyError, LeaseHeld, PayloadTooLarge
+from .execution import Outcome, run_attempt
+from .leases import LeaseKeeper
+from .reading import load_state
+from .state import ErrorInfo, Phase, SagaState
+from .store.base import EventLog
+
+__all__ = ["Busy", "Drive", "DriveResult", "Driving"]
+
+log = logging.getLogger("saga")
+
+_MAX_CONFLICTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """Another coordinator holds the saga's lease."""
+
+
+DriveResult = Rest | Wait | Busy
+
+
+@dataclass(frozen=True, slots=True)
+class Driving:
+    """What every drive of one coordinator shares: where it writes, its clock, its lease."""
+
+    store: EventLog
+    clock: Clock
+    owner: str
+    lease: float
+    leases: LeaseKeeper
+
+
+@dataclass(frozen=True, slots=True)
+class _Unrecorded:
+    """An attempt that ran and whose outcome is not in the log yet."""
+
+    attempt: StartAttempt
+    outcome: Outcome
+    at: datetime
+
+
+class Drive:
+    """One saga, driven by one coordinator until it rests, waits, or another holds it.
+
+    ``state`` is the saga's log folded up to ``state.seq``; ``holding`` says
+    whether this coordinator already holds the lease (it claimed the saga, or
+    created it leased).
+    """
+
+    def __init__(self, driving: Driving, saga: Saga, state: SagaState, *, holding: bool) -> None:
+        self.driving = driving
+        self.saga = saga
+        self.state = state
+        self.persisted = state.seq
+        self.pending: list[ev.Event] = []
+        self.holding = holding
+        self.unrecorded: _Unrecorded | None = None
+
+    @property
+    def saga_id(self) -> str:
+        """The id of the saga driven."""
+        return self.state.saga_id
+
+    def run(self, first: StartAttempt | None = None) -> DriveResult:
+        """Drive until the saga rests or waits (or another coordinator holds it).
+
+        With ``first``, that attempt's start is already in the log and is run first.
+        """
+        action: Action | None = first
+        started = first is not None
+        conflicts = 0
+        while True:
+            try:
+                return self._until_rest(action, started=started)
+            except LeaseHeld:
+                log.info("saga %s: another coordinator holds the lease; letting go", self.saga_id)
+                return Busy()
+            except PayloadTooLarge as too_big:
+                if not self._fail_unwritable_result(too_big):
+                    raise
+            except ConcurrencyError:
+                conflicts += 1
+                if conflicts > _MAX_CONFLICTS:
+                    raise
+            self.reload()
+            action, started = None, False
+
+    def _until_rest(self, action: Action | None, *, started: bool) -> Rest | Wait:
+        """Decide and act until the saga rests or waits; ``started``: ``action``'s start is
+        already committed."""
+        while True:
+            if action is None:
+                action = decide(self.state, self.saga, self.driving.clock.now())
+            match action:
+                case Record():
+                    self.note(action.events)
+                case StartAttempt():
+                    call = self._call(action)  # before the start is committed: may raise
+                    if not started:
+                        self.commit_start(action)
+                    started = False
+                    self.attempt(action, call)
+                case Wait() | Rest():
+                    self.commit_rest(action)
+                    return action
+            action = None
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def note(self, events: tuple[ev.Event, ...] | list[ev.Event]) -> None:
+        """Apply decided events to the state; they are committed at the next commit point."""
+        for e in events:
+            self.state.apply(e)
+        self.pending.extend(events)
+
+    def commit_start(self, attempt: StartAttempt) -> None:
+        """Commit the pending events and ``attempt``'s start, holding the lease while it runs."""
+        now = self.driving.clock.now()
+        self.note((attempt.started(now),))
+        self._append(wake_at=now, hold=True)
+
+    def attempt(self, attempt: StartAttempt, call: _Call) -> None:
+        """Run ``attempt`` (its start is committed) and note the events of its outcome."""
+        outcome = call.run(self.driving.clock.now(), self.driving.leases)
+        at = self.driving.clock.now()
+        self.unrecorded = _Unrecorded(attempt, outcome, at)
+        self.note(attempt_outcome(
+            self.state, self.saga, attempt, result=outcome.result, error=outcome.error, now=at,
+        ))
+
+    def commit_rest(self, action: Wait | Rest) -> None:
+        """Commit the pending events and let the lease go: the saga rests or waits."""
+        if self.pending or self.holding:
+            self._append(wake_at=action.until if isinstance(action, Wait) else None, hold=False)
+
+    def reload(self) -> None:
+        """Fold the log again after a refused append, and note the unrecorded outcome on it.
+
+        If the log already closed that attempt (another coordinator recorded
+        it as lost while its lease had lapsed), the outcome is dropped: the
+        step is in doubt and will be compensated.
+        """
+        self.state = load_state(self.driving.store, self.saga_id)
+        self.persisted, self.pending = self.state.seq, []
+        u, self.unrecorded = self.unrecorded, None
+        if u is None:
+            return
+        s = self.state.steps.get(u.attempt.step)
+        track = None if s is None else (s.compensation if u.attempt.compensation else s.forward)
+        if track is None or track.phase is not Phase.RUNNING or track.attempts != u.attempt.attempt:
+            return
+        self.unrecorded = u
+        self.note(attempt_outcome(
+            self.state, self.saga, u.attempt, result=u.outcome.result, error=u.outcome.error, now=u.at,
+        ))
+
+    def _fail_unwritable_result(self, too_big: PayloadTooLarge) -> bool:
+        """A step's result too large for the log: record the attempt as failed, not retried,
+        and in doubt (the step ran, so its effect is compensated). ``False`` if that is not
+        what was refused."""
+        u = self.unrecorded
+        if u is None or u.outcome.error is not None:
+            return False
+        log.warning("saga %s: step %s: %s", self.saga_id, u.attempt.step, too_big)
+        error = ErrorInfo(type="PayloadTooLarge", message=f"result too large: {too_big}",
+                          retryable=False, lost=True)
+        self.unrecorded = _Unrecorded(u.attempt, Outcome(error=error), u.at)
+        return True
+
+    def _append(self, *, wake_at: datetime | None, hold: bool) -> None:
+        d, state = self.driving, self.state
+        now = d.clock.now()
+        d.store.append(
+            self.saga_id, self.persisted, self.pending,
+            status=state.status,
+            wake_at=wake_at if wake_at is not None or not state.status.is_active else now,
+            now=now,
+            owner=d.owner,
+            lease_until=now + timedelta(seconds=d.lease) if hold else None,
+        )
+        self.persisted, self.pending, self.holding, self.unrecorded = state.seq, [], hold, None
+
+    # -- preparing an attempt -------------------------------------------------------------------
+
+    def _call(self, attempt: StartAttempt) -> _Call:
+        """The function ``attempt`` runs, and the context it is given."""
+        saga, state = self.saga, self.state
+        step = saga[attempt.step]
+        target = step.compensation if attempt.compensation else step
+        assert target is not None  # decide starts only compensations that exist
+        ctx = StepContext(
+            saga_id=state.saga_id,
+            saga_name=saga.name,
+            step=step.name,
+            attempt=attempt.attempt,
+            idempotency_key=idempotency_key(state.saga_id, step.name,
+                                            compensation=attempt.compensation),
+            input=_input(saga, state),
+            results=_results(saga, state),
+            result=_parsed(step.output_model, state.steps[step.name].result)
+            if attempt.compensation else None,
+            deadline=state.deadline,
+            attempt_deadline=attempt.timeout_at,
+            compensating=attempt.compensation,
+        )
+        return _Call(target, ctx)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A step (or compensation) function and the context of the attempt it runs in."""
+
+    target: Step | Compensation
+    ctx: StepContext
+
+    def run(self, now: datetime, leases: LeaseKeeper) -> Outcome:
+        """Run it once, keeping the saga's lease renewed meanwhile."""
+        deadline = self.ctx.attempt_deadline
+        timeout = None if deadline is None else (deadline - now).total_seconds()
+        t = self.target
+        with leases.kept(self.ctx.saga_id):
+            return run_attempt(t.fn, self.ctx, is_async=t.is_async, retry=t.retry, timeout=timeout)
+
+
+def _input(saga: Saga, state: SagaState) -> Any:
+    if saga.input_model is None:
+        return state.input
+    return saga.input_model.model_validate(state.input)
+
+
+def _results(saga: Saga, state: SagaState) -> dict[str, Any]:
+    return {name: _parsed(saga[name].output_model, value) for name, value in state.results.items()}
+
+
+def _parsed(model: Any, value: Any) -> Any:
+    return value if model is None or value is None else model.model_validate(value)

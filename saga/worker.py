@@ -1,0 +1,130 @@
+"""The worker loop: claim due sagas, drive them on threads, idle on the clock until more is due."""
+
+from __future__ import annotations
+
+import logging
+import threading
+from collections.abc import Callable
+from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from dataclasses import dataclass, field
+from datetime import timedelta
+
+from .clock import Clock, Wakeup
+from .errors import DefinitionMismatch, SagaError, StoreError, UnknownSagaName
+from .store.base import EventLog, StoredEvent
+
+__all__ = ["WorkerLoop"]
+
+log = logging.getLogger("saga")
+
+DriveClaimed = Callable[[str, "list[StoredEvent] | None"], object]
+"""Drives one claimed saga (its events, if the claim read them); raises if it cannot."""
+
+
+@dataclass
+class WorkerLoop:
+    """One run of :meth:`saga.Coordinator.work`: what it claims, how it drives and idles.
+
+    ``busy`` names the sagas this process is driving outside the loop (a
+    :meth:`~saga.Coordinator.run` in another thread), which it must not claim.
+    """
+
+    store: EventLog
+    clock: Clock
+    owner: str
+    lease: float
+    poll_interval: float
+    names: list[str]
+    drive: DriveClaimed
+    busy: Callable[[], set[str]]
+    concurrency: int = 1
+    _skipped: set[str] = field(default_factory=set)
+    _in_flight: dict[str, Future[object]] = field(default_factory=dict)
+
+    def run(self, *, until_idle: bool, stop: threading.Event) -> int:
+        """Drive due sagas until ``stop`` is set (or, with ``until_idle``, none is due now).
+
+        Returns how many drives it made.
+        """
+        driven = 0
+        wakeup = Wakeup() if until_idle else self.store.subscribe()
+        with ThreadPoolExecutor(self.concurrency, thread_name_prefix="saga-worker") as pool:
+            while not stop.is_set():
+                driven += self._collect()
+                try:
+                    due = self._claim()
+                except StoreError as e:
+                    if until_idle:
+                        raise
+                    log.warning("cannot claim work, trying again: %s", e)
+                    wakeup.wait(self.poll_interval, stop)
+                    continue
+                for sid, stored in due:
+                    self._in_flight[sid] = pool.submit(self.drive, sid, stored)
+                if due:
+                    continue
+                if self._in_flight:
+                    wait(list(self._in_flight.values()), timeout=self.poll_interval,
+                         return_when=FIRST_COMPLETED)
+                    continue
+                if until_idle:
+                    break
+                self._idle(stop, wakeup)
+        return driven + self._collect()
+
+    def _claim(self) -> list[tuple[str, list[StoredEvent] | None]]:
+        room = self.concurrency - len(self._in_flight)
+        if room <= 0:
+            return []
+        now = self.clock.now()
+        return self.store.claim_loaded(
+            self.owner, now, until=now + timedelta(seconds=self.lease), names=self.names,
+            limit=room, exclude=set(self._in_flight) | self._skipped | self.busy(),
+        )
+
+    def _collect(self) -> int:
+        """Forget finished drives, logging those that failed; how many finished."""
+        done = [sid for sid, fut in self._in_flight.items() if fut.done()]
+        for sid in done:
+            self._finished(sid, self._in_flight.pop(sid))
+        return len(done)
+
+    def _finished(self, saga_id: str, fut: Future[object]) -> None:
+        """Log a drive that failed, and let go of its lease so that another worker (or this
+        one, later) need not wait for it to expire. A saga this worker can never drive (its
+        definition is not registered here, or does not fit its log) is not claimed again."""
+        try:
+            fut.result()
+        except (UnknownSagaName, DefinitionMismatch) as e:
+            log.error("saga %s: %s", saga_id, e)
+            self._skipped.add(saga_id)
+            self._let_go(saga_id)
+        except SagaError as e:
+            log.warning("saga %s: %s", saga_id, e)
+            self._let_go(saga_id)
+        except Exception:
+            log.exception("saga %s: the drive failed; not claiming it again here", saga_id)
+            self._skipped.add(saga_id)
+            self._let_go(saga_id)
+        except BaseException:
+            self._let_go(saga_id)
+            raise
+
+    def _let_go(self, saga_id: str) -> None:
+        try:
+            self.store.release(self.owner, saga_id)
+        except StoreError as e:
+            log.warning("saga %s: cannot release the lease (it will expire): %s", saga_id, e)
+
+    def _idle(self, stop: threading.Event, wakeup: Wakeup) -> None:
+        """Wait, as the clock says, until the next saga is due, a notification, or one poll."""
+        now = self.clock.now()
+        try:
+            wake = self.store.next_wake(names=self.names)
+        except StoreError as e:
+            log.warning("cannot read the next wake-up time: %s", e)
+            wake = None
+        pause = self.poll_interval
+        if wake is not None:
+            pause = min(pause, max((wake - now).total_seconds(), 0.0) + 0.001)
+        self.clock.idle(pause, wakeup, stop)
