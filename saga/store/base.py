@@ -135,8 +135,9 @@ class EventLog(ABC):
     # -- reading ----------------------------------------------------------------------------
 
     @abstractmethod
-    def load(self, saga_id: str) -> list[StoredEvent]:
-        """Every event of a saga, by ``seq``; raises ``SagaNotFound``."""
+    def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        """The saga's events with ``seq > after``, by ``seq``, at most ``limit``;
+        raises ``SagaNotFound`` if the saga does not exist."""
 
     @abstractmethod
     def summary(self, saga_id: str) -> SagaSummary:

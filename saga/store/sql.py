@@ -545,11 +545,14 @@ class EventStore(EventLog):
     # -- reading ----------------------------------------------------------------------------
 
     @translated
-    def load(self, saga_id: str) -> list[StoredEvent]:
+    def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
+        query = _LOAD.where(events.c.seq > after).limit(limit) if after or limit else _LOAD
         with self._read() as conn:
-            rows = conn.execute(_LOAD, {"b_saga_id": saga_id}).all()
-        if not rows:
+            rows = conn.execute(query, {"b_saga_id": saga_id}).all()
+        if not rows and not after:
             raise SagaNotFound(f"no saga has id {saga_id!r}")
+        if not rows:
+            self.summary(saga_id)  # raises SagaNotFound for a saga that does not exist
         return self._stored(saga_id, rows)
 
     @staticmethod
