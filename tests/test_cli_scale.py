@@ -107,3 +107,14 @@ def test_history_json_streams_every_event_in_order(long_log: str) -> None:
                          text=True, timeout=300, check=True).stdout
     seqs = [json.loads(line)["seq"] for line in out.splitlines()]
     assert seqs == list(range(1, 2 * FAILURES + 5))
+
+
+@pytest.mark.postgres
+def test_memory_stays_flat_on_a_long_log_on_postgres(postgres_url: str) -> None:
+    build(postgres_url, "long", FAILURES)
+    build(postgres_url, "short", 1)
+    for command in (("show",), ("history", "--json")):
+        name, *options = command
+        small = peak_kib("--db", postgres_url, name, "short", *options)
+        large = peak_kib("--db", postgres_url, name, "long", *options)
+        assert large - small < 40 * 1024, (command, small, large)
