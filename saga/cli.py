@@ -8,7 +8,7 @@ nothing to the log.
 from __future__ import annotations
 
 import argparse
-import importlib
+import io
 import json
 import logging
 import os
@@ -18,47 +18,18 @@ import threading
 from collections.abc import Callable, Sequence
 from pathlib import Path
 from types import FrameType
-from typing import Any
+from typing import Any, NoReturn
 
+from . import operator
 from .coordinator import Coordinator
-from .definition import Saga
-from .errors import InvalidInput, SagaError, TargetError
+from .errors import InvalidInput, SagaError, SagaNotFound, TargetError
 from .state import SagaStatus
 from .store import EventStore, default_url, redact
-from .timeline import render
+from .targets import load_targets
+from .text import escape, shorten
+from .timeline import show, stream
 
 __all__ = ["load_targets", "main"]
-
-
-def load_targets(targets: Sequence[str]) -> list[Saga]:
-    """Every :class:`Saga` found in each ``module`` or ``module:attribute`` target."""
-    if str(Path.cwd()) not in sys.path:
-        sys.path.insert(0, str(Path.cwd()))
-    found: dict[int, Saga] = {}
-    for target in targets:
-        module_name, _, attr = target.partition(":")
-        if not module_name:
-            raise TargetError(f"target {target!r}: expected module or module:attribute")
-        try:
-            module = importlib.import_module(module_name)
-        except Exception as e:
-            raise TargetError(f"target {target!r} does not import: {type(e).__name__}: {e}") from e
-        if attr:
-            try:
-                obj: Any = module
-                for part in attr.split("."):
-                    obj = getattr(obj, part)
-            except AttributeError:
-                raise TargetError(f"target {target!r}: {module_name} has no attribute {attr!r}") from None
-            candidates = list(obj) if isinstance(obj, list | tuple | set) else [obj]
-        else:
-            candidates = list(vars(module).values())
-        sagas = [c for c in candidates if isinstance(c, Saga)]
-        if not sagas:
-            raise TargetError(f"target {target!r} holds no saga.Saga")
-        for s in sagas:
-            found[id(s)] = s
-    return list(found.values())
 
 
 def _read_input(text: str) -> Any:
@@ -67,7 +38,9 @@ def _read_input(text: str) -> Any:
         try:
             text = path.read_text()
         except OSError as e:
-            raise InvalidInput(f"cannot read input file {str(path)!r}: {e.strerror}") from None
+            raise InvalidInput(
+                f"cannot read input file {shorten(str(path))!r}: {e.strerror}"
+            ) from None
     try:
         return json.loads(text)
     except json.JSONDecodeError as e:
@@ -80,9 +53,8 @@ def _open(args: argparse.Namespace, *, create: bool) -> EventStore:
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
-    store = EventStore(args.db, schema="skip")
-    revision = store.upgrade()
-    store.close()
+    with EventStore(args.db, schema="skip") as store:
+        revision = store.upgrade()
     print(f"database at {redact(args.db)} is at schema revision {revision}")
     return 0
 
@@ -97,13 +69,11 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    store = EventStore(args.db)
-    with Coordinator(store, sagas=sagas, lease=args.lease) as coordinator:
+    with EventStore(args.db) as store, Coordinator(store, sagas=sagas, lease=args.lease) as coordinator:
         names = ", ".join(sorted({s.name for s in sagas}))
         print(f"worker {coordinator.worker_id}: driving {names}", file=sys.stderr)
         n = coordinator.work(until_idle=args.until_idle, concurrency=args.concurrency, stop=stop)
     print(f"worker {coordinator.worker_id}: {n} drives", file=sys.stderr)
-    store.close()
     return 0
 
 
@@ -112,78 +82,92 @@ def _cmd_start(args: argparse.Namespace) -> int:
     value = _read_input(args.input)
     names = {s.name for s in sagas}
     if args.name not in names:
-        raise TargetError(
-            f"unknown saga {args.name!r} in {args.target} (found: {', '.join(sorted(names))})"
-        )
+        raise TargetError(f"unknown saga {shorten(args.name)!r} in {shorten(args.target)} "
+                          f"(found: {', '.join(sorted(names))})")
     newest = max((s for s in sagas if s.name == args.name), key=lambda s: s.version)
     newest.validate_input(value)  # fail before the store is opened (or created)
-    store = EventStore(args.db)
-    coordinator = Coordinator(store, sagas=sagas)
-    saga_id = coordinator.start(args.name, value, saga_id=args.id)
-    print(saga_id)
+    with EventStore(args.db) as store, Coordinator(store, sagas=sagas) as coordinator:
+        saga_id = coordinator.start(args.name, value, saga_id=args.id)
+    print(escape(saga_id))
     return 0
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
     if args.status is not None and args.status not in {s.value for s in SagaStatus}:
         choices = ", ".join(s.value for s in SagaStatus)
-        raise InvalidInput(f"unknown status {args.status!r}; choose from {choices}")
-    store = _open(args, create=False)
-    rows = store.find(status=args.status, name=args.name, limit=args.limit)
+        raise InvalidInput(f"unknown status {shorten(args.status)!r}; choose from {choices}")
+    with _open(args, create=False) as store:
+        rows = store.find(status=args.status, name=args.name, limit=args.limit)
     for r in rows:
         wake = "" if r.wake_at is None else f"  next {r.wake_at.isoformat(timespec='seconds')}"
-        print(f"{r.saga_id}  {r.name} v{r.version}  {r.status.value}  "
-              f"{r.updated_at.isoformat(timespec='seconds')}{wake}")
+        print(escape(f"{r.saga_id}  {r.name} v{r.version}  {r.status.value}  "
+                     f"{r.updated_at.isoformat(timespec='seconds')}{wake}"))
     return 0
 
 
 def _cmd_show(args: argparse.Namespace) -> int:
-    store = _open(args, create=False)
-    print(render(args.id, store.load(args.id)))
+    with _open(args, create=False) as store:
+        for line in show(store, args.id):
+            print(line)
     return 0
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
-    store = _open(args, create=False)
-    for e in store.load(args.id):
-        if args.json:
-            print(json.dumps(e.to_json(), separators=(",", ":")))
-        else:
-            print(f"{e.seq:>4}  {e.recorded_at.isoformat(timespec='milliseconds')}  {e.type:<27}  "
-                  f"{json.dumps(e.data)}")
+    with _open(args, create=False) as store:
+        for e in stream(store, args.id):
+            if args.json:
+                print(json.dumps(e.to_json(), separators=(",", ":")))
+            else:
+                print(escape(f"{e.seq:>4}  {e.recorded_at.isoformat(timespec='milliseconds')}  "
+                             f"{e.type:<27}  {json.dumps(e.data)}"))
     return 0
 
 
 def _cmd_retry(args: argparse.Namespace) -> int:
-    store = _open(args, create=False)
-    view = Coordinator(store).retry(args.id, reason=args.reason)
-    print(f"{args.id}: {view.status.value} (a worker resumes its compensation)")
+    with _open(args, create=False) as store:
+        view = operator.retry(store, store.default_clock(), args.id, reason=args.reason)
+    print(f"{escape(args.id)}: {view.status.value} (a worker resumes its compensation)")
     return 0
 
 
 def _cmd_cancel(args: argparse.Namespace) -> int:
-    store = _open(args, create=False)
-    view = Coordinator(store).cancel(args.id, reason=args.reason)
-    print(f"{args.id}: cancel requested ({view.status.value}; a worker compensates it)")
+    with _open(args, create=False) as store:
+        view = operator.cancel(store, store.default_clock(), args.id, reason=args.reason)
+    print(f"{escape(args.id)}: cancel requested ({view.status.value}; a worker compensates it)")
     return 0
 
 
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo
 
-    store = EventStore(args.db)
-    demo(store)
+    with EventStore(args.db) as store:
+        demo(store)
     print(f"the log is in {redact(args.db)}; "
           "try `saga list` and `saga show ID`")
-    store.close()
     return 0
+
+
+_LINE = 1000
+"""The longest error message printed whole; longer ones are cut (a net under the values
+each message shortens itself)."""
+
+_MAX_ID = 200
+"""The longest saga id the store accepts: a longer one is refused before it is echoed."""
+
+
+def _saga_id(text: str) -> str:
+    if len(text) > _MAX_ID:
+        raise argparse.ArgumentTypeError(
+            f"{shorten(text)!r} is not a saga id (at most {_MAX_ID} characters)"
+        )
+    return text
 
 
 def _positive_int(text: str) -> int:
     try:
         value = int(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
+        raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
     return value
@@ -193,15 +177,29 @@ def _positive_float(text: str) -> float:
     try:
         value = float(text)
     except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a number") from None
+        raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not a number") from None
     if not value > 0:
-        raise argparse.ArgumentTypeError(f"{text} must be positive")
+        raise argparse.ArgumentTypeError(f"{shorten(text)} must be positive")
     return value
+
+
+class _Escaping(logging.Formatter):
+    """Log lines with the text they quote (a step's error, a saga id) escaped."""
+
+    def formatMessage(self, record: logging.LogRecord) -> str:  # noqa: N802 - logging's name
+        return escape(super().formatMessage(record))
+
+
+class _Parser(argparse.ArgumentParser):
+    """argparse, with its error messages (which quote what was typed) made safe to print."""
+
+    def error(self, message: str) -> NoReturn:
+        super().error(escape(shorten(message, _LINE)))
 
 
 def parser() -> argparse.ArgumentParser:
     """The command line's grammar."""
-    p = argparse.ArgumentParser(prog="saga", description="Run and inspect sagas.")
+    p = _Parser(prog="saga", description="Run and inspect sagas.")
     p.add_argument("--db", default=default_url(),
                    help="database URL (default: $SAGA_DATABASE_URL or sqlite:///saga.db)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what workers do")
@@ -222,7 +220,8 @@ def parser() -> argparse.ArgumentParser:
     s.add_argument("target", metavar="TARGET")
     s.add_argument("name", metavar="NAME")
     s.add_argument("--input", required=True, help="JSON, or @file holding JSON")
-    s.add_argument("--id", default=None, help="saga id (idempotent); default: a new one")
+    s.add_argument("--id", default=None, type=_saga_id,
+                   help="saga id (idempotent); default: a new one")
     s.set_defaults(func=_cmd_start)
 
     ls = sub.add_parser("list", help="list sagas, most recently updated first")
@@ -232,21 +231,21 @@ def parser() -> argparse.ArgumentParser:
     ls.set_defaults(func=_cmd_list)
 
     sh = sub.add_parser("show", help="a saga's timeline")
-    sh.add_argument("id", metavar="ID")
+    sh.add_argument("id", metavar="ID", type=_saga_id)
     sh.set_defaults(func=_cmd_show)
 
     h = sub.add_parser("history", help="a saga's events")
-    h.add_argument("id", metavar="ID")
+    h.add_argument("id", metavar="ID", type=_saga_id)
     h.add_argument("--json", action="store_true", help="one JSON object per event per line")
     h.set_defaults(func=_cmd_history)
 
     r = sub.add_parser("retry", help="resume a failed saga's compensation")
-    r.add_argument("id", metavar="ID")
+    r.add_argument("id", metavar="ID", type=_saga_id)
     r.add_argument("--reason", default="")
     r.set_defaults(func=_cmd_retry)
 
     c = sub.add_parser("cancel", help="stop a running saga and compensate it")
-    c.add_argument("id", metavar="ID")
+    c.add_argument("id", metavar="ID", type=_saga_id)
     c.add_argument("--reason", default="")
     c.set_defaults(func=_cmd_cancel)
 
@@ -256,16 +255,18 @@ def parser() -> argparse.ArgumentParser:
 
 def main(argv: Sequence[str] | None = None) -> int:
     """Entry point of the ``saga`` command."""
+    for stream_ in (sys.stdout, sys.stderr):
+        if isinstance(stream_, io.TextIOWrapper):  # what the terminal cannot show is escaped
+            stream_.reconfigure(errors="backslashreplace")
     args = parser().parse_args(argv)
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    handler = logging.StreamHandler()
+    handler.setFormatter(_Escaping("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    logging.basicConfig(level=logging.INFO if args.verbose else logging.WARNING, handlers=[handler])
     func: Callable[[argparse.Namespace], int] = args.func
     try:
         return func(args)
     except SagaError as e:
-        print(f"saga: error: {e}", file=sys.stderr)
+        print(f"saga: error: {escape(shorten(str(e), _LINE))}", file=sys.stderr)
         return 1
     except KeyboardInterrupt:
         return 130

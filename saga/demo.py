@@ -20,7 +20,7 @@ from .definition import Saga, StepContext
 from .errors import PermanentError
 from .policies import Retry
 from .store import EventStore
-from .timeline import render
+from .timeline import show
 
 __all__ = ["TripRequest", "build", "main"]
 
@@ -97,7 +97,7 @@ def main(store: EventStore, *, out: Any = print) -> list[str]:
             request = {"traveller": who, "city": "Oslo", "nights": 3, "card": card}
             coordinator.start("book-trip", request, saga_id=saga_id)
             view = coordinator.run(saga_id)
-            out(render(saga_id, store.load(saga_id)))
+            out("\n".join(show(store, saga_id)))
             out(f"  => {view.status.value}\n")
             ids.append(saga_id)
     return ids
