@@ -23,8 +23,6 @@ __all__ = ["SqlParticipant"]
 
 Work = Callable[[sa.Connection], Any]
 
-_BUSY_TIMEOUT = 30.0
-
 
 class SqlParticipant(Adapter):
     """Runs ``work(connection)`` in one transaction of a participant's database, at most once
@@ -35,7 +33,9 @@ class SqlParticipant(Adapter):
     as JSON. An attempt that finds its key there returns the recorded result
     without running ``work``; two attempts that race wait for each other on
     the key, so ``work`` commits once. ``url`` is any SQLAlchemy URL (SQLite and
-    PostgreSQL are tested).
+    PostgreSQL are tested). ``lock_timeout`` (seconds) bounds the wait for
+    another transaction's locks (SQLite's busy timeout, PostgreSQL's
+    ``lock_timeout``); running out is a retryable error.
 
     ``work`` raising rolls everything back and the error propagates as it is.
     A lost connection, lock timeout, deadlock or serialization failure raises
@@ -47,13 +47,22 @@ class SqlParticipant(Adapter):
 
     kind: ClassVar[str] = "sql"
 
-    def __init__(self, url: str, *, inbox: str = "saga_inbox") -> None:
+    def __init__(self, url: str, *, inbox: str = "saga_inbox", lock_timeout: float = 30.0) -> None:
         try:
             self._url = sa.make_url(url)
         except (exc.ArgumentError, TypeError, ValueError) as e:
             raise InvalidAdapter(f"SqlParticipant: not a database URL: {url!r} ({e})") from None
         if not isinstance(inbox, str) or not inbox.isidentifier():
             raise InvalidAdapter(f"SqlParticipant: inbox must be a plain table name, not {inbox!r}")
+        if (
+            isinstance(lock_timeout, bool)
+            or not isinstance(lock_timeout, int | float)
+            or not lock_timeout > 0
+        ):
+            raise InvalidAdapter(
+                f"SqlParticipant: lock_timeout must be positive seconds, not {lock_timeout!r}"
+            )
+        self.lock_timeout = float(lock_timeout)
         self._inbox = sa.Table(
             inbox,
             sa.MetaData(),
@@ -67,14 +76,14 @@ class SqlParticipant(Adapter):
 
     @property
     def target(self) -> str:
-        return self._url.set(password=None).render_as_string(hide_password=False)
+        return self._url._replace(password=None).render_as_string(hide_password=False)
 
     @property
     def engine(self) -> sa.Engine:
         """The participant's engine (created on first use; a forked child makes its own)."""
         with self._lock:
             if self._engine is None or self._engine_pid != os.getpid():
-                self._engine = _engine(self._url)
+                self._engine = _engine(self._url, self.lock_timeout)
                 self._engine_pid = os.getpid()
                 self._ready = False
             return self._engine
@@ -134,9 +143,13 @@ class SqlParticipant(Adapter):
         values = {"key": key, "result": None}
         stmt: sa.Executable
         if name == "postgresql":
-            stmt = postgresql.insert(self._inbox).values(values).on_conflict_do_nothing()
+            stmt = postgresql.insert(self._inbox).values(values).on_conflict_do_nothing().returning(
+                self._inbox.c.key
+            )
         elif name == "sqlite":
-            stmt = sqlite.insert(self._inbox).values(values).on_conflict_do_nothing()
+            stmt = sqlite.insert(self._inbox).values(values).on_conflict_do_nothing().returning(
+                self._inbox.c.key
+            )
         else:
             try:
                 with conn.begin_nested():
@@ -144,7 +157,7 @@ class SqlParticipant(Adapter):
                 return True
             except exc.IntegrityError:
                 return False
-        return conn.execute(stmt).rowcount == 1
+        return conn.execute(stmt).first() is not None
 
     def _recorded(self, conn: sa.Connection, key: str) -> Any:
         text = conn.execute(sa.select(self._inbox.c.result).where(self._inbox.c.key == key)).scalar_one()
@@ -162,10 +175,14 @@ class SqlParticipant(Adapter):
         self._ready = True
 
 
-def _engine(url: sa.URL) -> sa.Engine:
-    if url.get_backend_name() != "sqlite":
+def _engine(url: sa.URL, lock_timeout: float) -> sa.Engine:
+    backend = url.get_backend_name()
+    if backend == "postgresql":
+        options = f"-c lock_timeout={int(lock_timeout * 1000)}"
+        return sa.create_engine(url, pool_pre_ping=True, connect_args={"options": options})
+    if backend != "sqlite":
         return sa.create_engine(url, pool_pre_ping=True)
-    engine = sa.create_engine(url, connect_args={"timeout": _BUSY_TIMEOUT})
+    engine = sa.create_engine(url, connect_args={"timeout": lock_timeout})
 
     @event.listens_for(engine, "connect")
     def _no_implicit_begin(dbapi_conn: Any, _record: Any) -> None:
