@@ -6,8 +6,11 @@ import asyncio
 import hashlib
 import math
 import random
+import threading
+import weakref
 from typing import Any, ClassVar
 
+from saga.calls import CallLog
 from saga.clock import Clock, VirtualClock
 from saga.definition import StepContext
 
@@ -31,7 +34,7 @@ class Faulty(Adapter):
     as an error of the wrapped adapter's target) instead of calling ``adapter``.
 
     The draws are a function of ``seed``, the step's idempotency key, the
-    attempt and how many calls to the same target the attempt made before, so
+    attempt and how many calls through this ``Faulty`` the attempt made before, so
     the same seed and the same saga ids fail the same calls however threads
     interleave. Without a seed each ``Faulty`` draws one at random.
     """
@@ -55,6 +58,8 @@ class Faulty(Adapter):
         if seed is not None and (isinstance(seed, bool) or not isinstance(seed, int | str)):
             raise InvalidAdapter(f"Faulty: seed must be an int or a string, not {seed!r}")
         self.seed = seed if seed is not None else random.getrandbits(64)
+        self._lock = threading.Lock()
+        self._calls: weakref.WeakKeyDictionary[CallLog, int] = weakref.WeakKeyDictionary()
 
     @property
     def target(self) -> str:
@@ -62,7 +67,9 @@ class Faulty(Adapter):
 
     def _draw(self, ctx: StepContext) -> tuple[bool, float]:
         """Whether this call fails, and its delay."""
-        n = ctx.calls.count(self.target)
+        with self._lock:  # how many calls this Faulty made in the attempt before this one
+            n = self._calls.get(ctx.calls, 0)
+            self._calls[ctx.calls] = n + 1
         material = f"{self.seed}\x00{ctx.idempotency_key}\x00{ctx.attempt}\x00{self.target}\x00{n}"
         rng = random.Random(int.from_bytes(hashlib.blake2b(material.encode(), digest_size=8).digest(), "big"))
         fail = rng.random() < self.fail_rate

@@ -9,7 +9,7 @@ from typing import Any, ClassVar
 
 from saga.definition import StepContext
 
-from .base import Adapter, recorded
+from .base import Adapter, recorded, run_coroutine
 from .errors import InvalidAdapter
 
 __all__ = ["Function"]
@@ -43,7 +43,7 @@ class Function(Adapter):
         with recorded(ctx, self.kind, self.target):
             value = self.fn(**request)
             if self._is_async:
-                value = asyncio.run(value)
+                value = run_coroutine(value)
             return value
 
     async def acall(self, ctx: StepContext, /, **request: Any) -> Any:

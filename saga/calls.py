@@ -112,7 +112,7 @@ class CallLog:
     timed up to that moment.
     """
 
-    __slots__ = ("_lock", "_pending")
+    __slots__ = ("__weakref__", "_lock", "_pending")
 
     def __init__(self) -> None:
         self._lock = threading.Lock()
@@ -138,11 +138,6 @@ class CallLog:
     def to_json(self) -> list[dict[str, Any]]:
         """:meth:`calls` as JSON objects."""
         return [c.to_json() for c in self.calls()]
-
-    def count(self, target: str) -> int:
-        """How many calls to ``target`` have started so far."""
-        with self._lock:
-            return sum(1 for p in self._pending if p.target == target)
 
     def __len__(self) -> int:
         with self._lock:

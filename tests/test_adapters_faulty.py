@@ -9,12 +9,13 @@ import time
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import replace
 from datetime import timedelta
+from itertools import pairwise
 from typing import Any
 
 import pytest
 
 from saga import Coordinator, EventStore, Retry, Saga, StepContext, VirtualClock
-from saga.adapters import Faulty, Function, InjectedFault, InvalidAdapter
+from saga.adapters import Failover, Faulty, Function, InjectedFault, InvalidAdapter
 from saga.calls import Call, CallLog
 
 
@@ -95,6 +96,19 @@ def test_successive_calls_in_one_attempt_draw_afresh() -> None:
             outcomes.append(False)
     assert True in outcomes and False in outcomes
     assert [c.outcome == "ok" for c in ctx.calls.calls()] == outcomes
+
+
+def test_around_a_wrapper_successive_calls_draw_afresh_too() -> None:
+    inner = Failover([Function(lambda: "a", target="a"), Function(lambda: "b", target="b")])
+    faulty = Faulty(inner, fail_rate=0.5, seed=4)
+    ctx = context("wrapped")
+    outcomes = []
+    for _ in range(40):
+        try:
+            outcomes.append(faulty(ctx))
+        except InjectedFault:
+            outcomes.append("fault")
+    assert ("a", "fault") in set(pairwise(outcomes))  # a pass is not final
 
 
 def test_latency_on_a_virtual_clock_costs_no_real_time() -> None:
