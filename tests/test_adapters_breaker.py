@@ -10,6 +10,8 @@ from datetime import timedelta
 from typing import Any
 
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from saga import PermanentError, Retry, StepContext, VirtualClock
 from saga.adapters import (
@@ -192,3 +194,62 @@ def test_bad_options_are_refused(kwargs: dict[str, Any], message: str) -> None:
         CircuitBreaker(Function(print), **kwargs)
     with pytest.raises(InvalidAdapter, match="expected an adapter"):
         CircuitBreaker(print)
+
+
+# -- the state machine, against a model -------------------------------------------------------
+
+STEPS = st.lists(
+    st.one_of(
+        st.tuples(st.just("call"), st.sampled_from(["ok", "fail", "permanent"])),
+        st.tuples(st.just("wait"), st.floats(min_value=0.0, max_value=20.0)),
+    ),
+    max_size=60,
+)
+
+
+@settings(max_examples=300, deadline=None)
+@given(steps=STEPS, failures=st.integers(1, 4), reset_after=st.floats(0.5, 15.0))
+def test_the_breaker_follows_its_model(
+    steps: list[tuple[str, Any]], failures: int, reset_after: float
+) -> None:
+    clock = VirtualClock()
+    reached: list[str] = []
+    planned: list[str] = []
+
+    def service() -> str:
+        outcome = planned.pop()
+        reached.append(outcome)
+        if outcome == "fail":
+            raise ConnectionError("down")
+        if outcome == "permanent":
+            raise PermanentError("bad request")
+        return "ok"
+
+    breaker = CircuitBreaker(Function(service, target="svc"), failures=failures, reset_after=reset_after)
+    consecutive, opened_at = 0, None  # the model
+    for kind, arg in steps:
+        if kind == "wait":
+            clock.advance(arg)
+            continue
+        now = clock.now()
+        may_call = opened_at is None or (now - opened_at).total_seconds() >= reset_after
+        trial = opened_at is not None and may_call
+        planned.append(arg)
+        before = len(reached)
+        try:
+            breaker(context(clock))
+        except CircuitOpen as e:
+            assert not may_call, "refused a call the model lets through"
+            assert opened_at is not None and e.retry_after == opened_at + timedelta(seconds=reset_after)
+            planned.pop()
+            continue
+        except (ConnectionError, PermanentError):
+            pass
+        assert may_call and len(reached) == before + 1, "called the service while open"
+        if arg == "fail":
+            consecutive += 1
+            if trial or consecutive >= failures:
+                opened_at = now
+        else:
+            consecutive, opened_at = 0, None
+        assert breaker.state is (BreakerState.CLOSED if opened_at is None else BreakerState.OPEN)

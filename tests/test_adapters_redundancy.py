@@ -225,3 +225,22 @@ def test_a_hedge_runs_from_inside_an_event_loop_and_around_functions() -> None:
 def test_bad_replica_lists_are_refused(build: Any, message: str) -> None:
     with pytest.raises(InvalidAdapter, match=message):
         build()
+
+
+def test_an_async_step_awaits_a_hedge_through_the_coordinator(trio: list[Service], sqlite_url: str) -> None:
+    primary, standby, _ = trio
+    primary.then(Reply(200, {"from": "primary"}, delay=5.0))
+    standby.then(Reply(200, {"from": "standby"}))
+    stock = Hedge([Http("GET", primary.url + "/primary"), Http("GET", standby.url + "/standby")], after=0.05)
+    saga = Saga("order")
+
+    @saga.step(retry=Retry.none(), timeout=10)
+    async def check_stock(ctx: StepContext) -> Any:
+        return {"stock": await stock.acall(ctx), "calls": ctx.calls.to_json()}
+
+    with EventStore(sqlite_url) as store, Coordinator(store, [saga], clock=VirtualClock()) as coordinator:
+        view = coordinator.execute("order", saga_id="order-1")
+    result = view.results["check_stock"]
+    assert result["stock"] == {"from": "standby"}
+    assert [c["outcome"] for c in result["calls"]] == ["cancelled", "ok"]
+    assert primary.left.wait(2.0)
