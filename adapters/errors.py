@@ -108,3 +108,9 @@ class AllReplicasFailed(AdapterError):
             message, retry_after=min(known) if known and len(known) == len(times) else None
         )
         self.errors = tuple(errors)
+
+
+# Their public home: error records and tracebacks say saga.adapters.HttpError, not the module.
+for _name in __all__:
+    globals()[_name].__module__ = "saga.adapters"
+del _name
