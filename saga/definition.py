@@ -6,12 +6,14 @@ import inspect
 import re
 import typing
 from collections.abc import Callable, KeysView, Mapping
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
+from .calls import CallLog
+from .clock import Clock, SystemClock
 from .codec import InvalidValue, to_json_value
 from .errors import DefinitionError, InvalidInput, PolicyError
 from .policies import Retry, seconds
@@ -36,6 +38,8 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 R = TypeVar("R")
 StepFunction = Callable[["StepContext"], Any]
 
+_SYSTEM_CLOCK = SystemClock()
+
 
 @dataclass(frozen=True, slots=True)
 class StepContext:
@@ -46,6 +50,9 @@ class StepContext:
     effect happens once however often the step runs. ``result`` is the step's
     own output, set in its compensation; ``deadline`` is the saga's absolute
     deadline and ``attempt_deadline`` the time this attempt is abandoned.
+    ``calls`` collects what the attempt's adapters did (a fresh log per
+    attempt) and ``clock`` is the coordinator's: adapters time their calls
+    and sleep on it, so a virtual clock makes simulated latency free.
     """
 
     saga_id: str
@@ -59,6 +66,8 @@ class StepContext:
     deadline: datetime | None = None
     attempt_deadline: datetime | None = None
     compensating: bool = False
+    calls: CallLog = field(default_factory=CallLog, compare=False, repr=False)
+    clock: Clock = field(default=_SYSTEM_CLOCK, compare=False, repr=False)
 
 
 class _Action(Generic[R]):
