@@ -10,13 +10,14 @@ statements on SQLite and PostgreSQL); no event is loaded into Python.
   ``lost`` (the worker died first), ``attempts_per_success``, and the
   ``p50``/``p95``/``p99`` of attempt duration in seconds, nearest rank, over
   attempts with a recorded outcome other than lost. A duration runs from the
-  attempt's start being recorded to its outcome being recorded, both by the
-  database's clock (``recorded_at``).
+  attempt's start to its outcome, by the times in the events (the
+  coordinator's clock, the same the timeline shows).
 - ``top_errors``: ``[error_type, count]`` over every failed attempt, forward
   or compensation, commonest first.
 
-``name`` keeps one saga name; ``since`` keeps sagas, and attempts, started at
-or after it. Attempts are read from a source with one row per attempt: by
+``name`` keeps one saga name; ``since`` keeps sagas started at or after it
+(``sagas.created_at``) and attempts started at or after it; both times come
+from the coordinator's clock. Attempts are read from a source with one row per attempt: by
 default derived from the events with window functions; a table the store
 keeps with the same columns answers the same statements faster.
 """
@@ -28,6 +29,8 @@ from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from .store.schema import events, sagas
 
@@ -118,11 +121,37 @@ ATTEMPT_COLUMNS = ("saga_id", "name", "step", "compensation", "attempt", "starte
 """The columns of an attempts source: one row per attempt (see :func:`attempts_from_events`)."""
 
 
+class _Epoch(sa.sql.expression.FunctionElement[float]):
+    """Seconds since the epoch of an ISO 8601 text (each database parses it its own way)."""
+
+    type = sa.Float(precision=53)
+    inherit_cache = True
+    name = "saga_epoch"
+
+
+@compiles(_Epoch, "sqlite")
+def _epoch_sqlite(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # strftime('%s') gives whole seconds exactly (julianday() would lose tens of microseconds);
+    # the fraction after "YYYY-MM-DDTHH:MM:SS" is read as a number (".123456Z" -> 0.123456, "Z" -> 0)
+    text = compiler.process(element.clauses, **kw)
+    return f"(CAST(strftime('%s', {text}) AS REAL) + CAST(substr({text}, 20) AS REAL))"
+
+
+@compiles(_Epoch, "postgresql")
+def _epoch_postgresql(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"EXTRACT(EPOCH FROM CAST({compiler.process(element.clauses, **kw)} AS TIMESTAMPTZ))"
+
+
+def _epoch(text: sa.ColumnElement[str]) -> _Epoch:
+    return _Epoch(text)
+
+
 def attempts_from_events() -> sa.Subquery:
     """One row per attempt, derived from the events table by window functions.
 
     Columns as :data:`ATTEMPT_COLUMNS`: the saga's ``name``; ``compensation``
-    (bool); ``started_at``/``ended_at`` from ``recorded_at`` (``ended_at`` is
+    (bool); ``started_at``/``ended_at`` in seconds since the epoch, from the
+    events' ``at`` (the coordinator's clock, as the timeline shows; ``ended_at`` is
     ``NULL`` while running); ``outcome`` (``succeeded``, ``failed``,
     ``timed_out``, ``lost`` or ``running``); ``duration`` in seconds of an
     attempt that succeeded, failed or timed out (``NULL`` for lost and running
@@ -139,11 +168,11 @@ def attempts_from_events() -> sa.Subquery:
 
     rows = (
         sa.select(
-            events.c.saga_id, events.c.type, events.c.recorded_at,
+            events.c.saga_id, events.c.type, _epoch(data["at"].as_string()).label("at"),
             data["step"].as_string().label("step"),
             data["attempt"].as_integer().label("attempt"),
             lead(events.c.type).label("next_type"),
-            lead(events.c.recorded_at).label("next_at"),
+            lead(_epoch(data["at"].as_string())).label("next_at"),
             lead(data["timed_out"].as_boolean()).label("next_timed_out"),
             lead(data["lost"].as_boolean()).label("next_lost"),
             lead(data["error_type"].as_string()).label("next_error_type"),
@@ -165,10 +194,10 @@ def attempts_from_events() -> sa.Subquery:
             rows.c.saga_id, sagas.c.name, rows.c.step,
             (rows.c.type == _COMP_STARTED).label("compensation"),
             rows.c.attempt,
-            rows.c.recorded_at.label("started_at"),
+            rows.c.at.label("started_at"),
             sa.case((ended, rows.c.next_at)).label("ended_at"),
             sa.case((sa.and_(ended, sa.not_(sa.func.coalesce(rows.c.next_lost, sa.false()))),
-                     rows.c.next_at - rows.c.recorded_at)).label("duration"),
+                     rows.c.next_at - rows.c.at)).label("duration"),
             outcome.label("outcome"),
             sa.case((failed, rows.c.next_error_type)).label("error_type"),
         )
