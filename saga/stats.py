@@ -42,7 +42,6 @@ __all__ = [
     "StepStats",
     "attempts_from_events",
     "compute_stats",
-    "finished_counts_query",
     "nearest_rank",
     "nth_duration_query",
     "saga_counts_query",
@@ -236,26 +235,16 @@ def saga_counts_query(name: str | None = None, since: datetime | None = None) ->
 def step_counts_query(
     src: sa.FromClause, name: str | None = None, since: datetime | None = None
 ) -> sa.Select[Any]:
-    """``(name, step, attempts, successes, failures, timeouts, lost)`` per step (forward attempts)."""
+    """``(name, step, attempts, successes, failures, timeouts, lost, timed)`` per step (forward
+    attempts; ``timed``: how many have a duration)."""
     return (
         sa.select(
             src.c.name, src.c.step, sa.func.count(),
             _count(src.c.outcome == "succeeded"), _count(src.c.outcome == "failed"),
             _count(src.c.outcome == "timed_out"), _count(src.c.outcome == "lost"),
+            sa.func.count(src.c.duration),
         )
         .where(src.c.compensation == sa.false(), *_attempt_scope(src, name, since))
-        .group_by(src.c.name, src.c.step)
-    )
-
-
-def finished_counts_query(
-    src: sa.FromClause, name: str | None = None, since: datetime | None = None
-) -> sa.Select[Any]:
-    """``(name, step, n)``: forward attempts per step that have a duration."""
-    return (
-        sa.select(src.c.name, src.c.step, sa.func.count())
-        .where(src.c.compensation == sa.false(), src.c.duration.is_not(None),
-               *_attempt_scope(src, name, since))
         .group_by(src.c.name, src.c.step)
     )
 
@@ -318,18 +307,15 @@ def compute_stats(
         bucket = status if status in ("completed", "compensated", "failed") else "running"
         per_name = counts.setdefault(saga_name, {})
         per_name[bucket] = per_name.get(bucket, 0) + int(n)
-    percentiles: dict[tuple[str, str], list[float]] = {}
-    for saga_name, step, n in conn.execute(finished_counts_query(src, name, since)).all():
-        percentiles[(saga_name, step)] = [
-            float(conn.execute(nth_duration_query(src, saga_name, step, nearest_rank(p, n), since)
-                               ).scalar_one())
-            for p in PERCENTILES
-        ]
     steps: dict[str, StepStats] = {}
-    for saga_name, step, started, successes, failures, timeouts, lost in conn.execute(
+    for saga_name, step, started, successes, failures, timeouts, lost, timed in conn.execute(
         step_counts_query(src, name, since)
-    ):
-        p: list[float | None] = [*percentiles.get((saga_name, step), [None, None, None])]
+    ).all():
+        p: list[float | None] = [
+            float(conn.execute(nth_duration_query(src, saga_name, step, nearest_rank(q, timed), since)
+                               ).scalar_one()) if timed else None
+            for q in PERCENTILES
+        ]
         steps[f"{saga_name}/{step}"] = StepStats(
             int(started), int(successes), int(failures), int(timeouts), int(lost),
             *p,
