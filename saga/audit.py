@@ -40,9 +40,21 @@ __all__ = [
 
 
 def canonical_json(value: Any) -> bytes:
-    """``value`` as canonical JSON: sorted keys, no spaces, UTF-8, no NaN or infinity."""
-    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+    """``value`` as canonical JSON: sorted keys, no spaces, UTF-8, no NaN or infinity, and a
+    float with an integral value written as the integer (``1.0`` and ``1e16`` as ``1`` and
+    ``10000000000000000``), since a database may hand back either form of the same number."""
+    return json.dumps(_numbers(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
                       allow_nan=False).encode("utf-8")
+
+
+def _numbers(value: Any) -> Any:
+    if isinstance(value, float):
+        return int(value) if value.is_integer() else value
+    if isinstance(value, dict):
+        return {k: _numbers(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_numbers(v) for v in value]
+    return value
 
 
 def event_hash(  # noqa: PLR0917 - the fields hashed, in their order

@@ -199,6 +199,26 @@ def test_a_saga_deleted_whole_is_caught(engine: sa.Engine) -> None:
     assert problem is not None and problem.kind == "head"
 
 
+NUMBERS: dict[str, Any] = {
+    "whole_float": 1.0, "big_float": 1e16, "tiny": 1.5e-10, "tenth": 0.1, "huge_int": 2**70,
+    "negative": -2.5e-7, "text": "é ✓ 漢字 \u00ff", "nested": [{"b": 1, "a": [0.5, 3.0]}], "none": None,
+}
+
+
+def test_a_hash_survives_the_databases_json_round_trip(store_url: str) -> None:
+    """PostgreSQL's JSONB rewrites numbers (1e16 comes back as 10000000000000000) and key order."""
+    engine = sa.create_engine(store_url, poolclass=sa.NullPool)
+    try:
+        with engine.begin() as conn:
+            copy_metadata.create_all(conn)
+            conn.execute(audited.insert(), [{"saga_id": "n", "seq": 1, "type": "T", "schema_version": 1,
+                                             "data": NUMBERS, "hash": ""}])
+            stored = conn.execute(sa.select(audited.c.data)).scalar_one()
+    finally:
+        engine.dispose()
+    assert event_hash("n", 1, "T", 1, stored, None) == event_hash("n", 1, "T", 1, NUMBERS, None)
+
+
 def test_rows_out_of_saga_order_are_refused() -> None:
     rows = [AuditRow("b", 1, "T", 1, {}, event_hash("b", 1, "T", 1, {}, None)),
             AuditRow("a", 1, "T", 1, {}, event_hash("a", 1, "T", 1, {}, None))]
@@ -218,6 +238,8 @@ def test_a_repeated_seq_is_reported_as_reordered() -> None:
 def test_canonical_json_ignores_key_order_and_keeps_unicode() -> None:
     assert canonical_json({"b": 1, "a": [1, "é"]}) == canonical_json({"a": [1, "é"], "b": 1})
     assert canonical_json({"b": 1, "a": "é"}) == '{"a":"é","b":1}'.encode()
+    assert canonical_json([1.0, 1e16, 0.5]) == canonical_json([1, 10**16, 0.5])
+    assert canonical_json([1.0, 1e16, 0.5]) == b"[1,10000000000000000,0.5]"
     with pytest.raises(ValueError):
         canonical_json({"x": float("nan")})
 
