@@ -254,7 +254,7 @@ def nth_duration_query(
 ) -> sa.Select[Any]:
     """The ``rank``-th (from 1) shortest duration of a step's forward attempts.
 
-    With an index on ``(compensation, name, step, duration)`` this walks the
+    With an index on ``(compensation, name, step, duration, ...)`` this walks the
     index only, which is why percentiles are read one rank at a time instead
     of ranking every attempt with a window function.
     """
