@@ -286,6 +286,34 @@ def test_hang_times_out_at_the_limit_and_the_step_is_compensated(
     assert "attempt 1 of hotel was still running at its time limit" in failures[0].message
 
 
+def test_hang_works_on_a_compensation_with_a_timeout(
+    saga_coordinator: SagaTestCoordinator, saga_clock: SagaTestClock
+) -> None:
+    ran: list[str] = []
+    order = Saga("refundable")
+
+    @order.step(retry=Retry.none())
+    def charge(ctx: StepContext) -> str:
+        return "charged"
+
+    @charge.compensate(retry=Retry.fixed(1, attempts=2), timeout=120)
+    async def refund(ctx: StepContext) -> None:
+        ran.append(f"refund #{ctx.attempt}")
+
+    @order.step(retry=Retry.none())
+    def ship(ctx: StepContext) -> None:
+        raise PermanentError("no address")
+
+    saga_coordinator.register(order)
+    saga_coordinator.hang(refund)
+    view = saga_coordinator.run_until_rest(saga_coordinator.start("refundable", saga_id="r"))
+
+    assert view.status is SagaStatus.COMPENSATED and ran == ["refund #2"]
+    [started, _] = _of_type(saga_coordinator, "r", ev.CompensationAttemptStarted)
+    [failure] = _of_type(saga_coordinator, "r", ev.CompensationAttemptFailed)
+    assert failure.timed_out and failure.at == started.timeout_at == started.at + timedelta(minutes=2)
+
+
 @pytest.mark.parametrize("is_async", [False, True])
 def test_a_step_sleeping_on_the_clock_past_its_limit_times_out_there(
     saga_coordinator: SagaTestCoordinator, saga_clock: SagaTestClock, is_async: bool
