@@ -286,6 +286,31 @@ def test_hang_times_out_at_the_limit_and_the_step_is_compensated(
     assert "attempt 1 of hotel was still running at its time limit" in failures[0].message
 
 
+def test_hang_on_a_step_without_a_timeout_ends_at_the_saga_deadline(
+    saga_coordinator: SagaTestCoordinator, saga_clock: SagaTestClock
+) -> None:
+    undone: list[str] = []
+    transfer = Saga("transfer", deadline=2 * HOUR)
+
+    @transfer.step(retry=Retry.fixed(60, attempts=5))
+    def debit(ctx: StepContext) -> str:
+        return "debited"
+
+    @debit.compensate
+    def credit_back(ctx: StepContext) -> None:
+        undone.append(ctx.step)
+
+    saga_coordinator.register(transfer)
+    saga_coordinator.hang("debit")
+    began = saga_clock.now()
+    view = saga_coordinator.run_until_rest(saga_coordinator.start("transfer", saga_id="t"))
+
+    assert view.status is SagaStatus.COMPENSATED and undone == ["debit"]
+    [failure] = _of_type(saga_coordinator, "t", ev.StepAttemptFailed)
+    assert failure.timed_out and failure.at == began + timedelta(hours=2)
+    assert failure.gave_up == "the saga deadline passed"
+
+
 def test_hang_works_on_a_compensation_with_a_timeout(
     saga_coordinator: SagaTestCoordinator, saga_clock: SagaTestClock
 ) -> None:
@@ -493,6 +518,7 @@ def test_each_test_gets_a_fresh_store_and_its_faults_end_with_it(
 ) -> None:
     pytester.makepyfile(test_fresh='''
 from saga import Retry, Saga, SagaStatus, VirtualClock
+from saga.testing.plugin import DEFAULT_BACKEND, MEMORY_URL
 
 calls = []
 s = Saga("s")
@@ -503,7 +529,11 @@ async def only(ctx):
 
 def test_first(saga_coordinator, saga_store, saga_store_url, saga_clock):
     assert isinstance(saga_clock, VirtualClock) and saga_coordinator.clock is saga_clock
-    assert saga_coordinator.store is saga_store and saga_store_url.startswith("sqlite:///")
+    assert saga_coordinator.store is saga_store
+    if DEFAULT_BACKEND == "memory":
+        assert saga_store_url == MEMORY_URL
+    else:
+        assert saga_store_url.startswith("sqlite:///") and saga_store_url.endswith("/saga.db")
     saga_coordinator.register(s)
     saga_coordinator.fail(only, times=None)
     assert saga_coordinator.run_until_rest(saga_coordinator.start("s", saga_id="a")).status \\
