@@ -1,0 +1,25 @@
+"""Testing sagas: a virtual clock, a coordinator with fault injection, and pytest fixtures.
+
+Installing the package registers a pytest plugin (:mod:`saga.testing.plugin`)
+that provides three fixtures:
+
+- ``saga_store``: a fresh :class:`~saga.EventStore` per test (a temporary
+  SQLite file, or a fresh PostgreSQL database when
+  ``$SAGA_TEST_POSTGRES_URL`` is set);
+- ``saga_clock``: a :class:`SagaTestClock`, a :class:`~saga.VirtualClock`;
+- ``saga_coordinator``: a :class:`SagaTestCoordinator` on both, with
+  ``run_until_rest``, ``fail``, ``hang`` and ``assert_history``.
+"""
+
+from .clock import SagaTestClock
+from .coordinator import SagaDidNotRest, SagaTestCoordinator, load_events
+from .faults import Fault, InjectedFailure
+
+__all__ = [
+    "Fault",
+    "InjectedFailure",
+    "SagaDidNotRest",
+    "SagaTestClock",
+    "SagaTestCoordinator",
+    "load_events",
+]
