@@ -3,12 +3,13 @@
 from __future__ import annotations
 
 import math
+import random
 from statistics import NormalDist
 
 import pytest
 
 from saga import Retry, Saga
-from saga.simulate import Fixed, LogNormal, Scenario, predict
+from saga.simulate import Empirical, Fixed, LogNormal, Scenario, predict
 from saga.simulate.predict import nominal_delays
 from tests.fixtures.simulate_sagas import exponential, hurried, jittery, slow, trip
 
@@ -86,3 +87,21 @@ def test_jitter_and_deadline_are_named_as_ignored() -> None:
     assert predict(trip, Scenario(), samples=10).effects == []
     # the nominal delays of a jittered policy are the windows it draws from
     assert nominal_delays(jittery["call"].retry, 5) == [1.0, 2.0]
+
+
+def test_distributions_from_a_logs_figures() -> None:
+    fitted = LogNormal.from_quantiles(0.2, 0.8)
+    assert fitted.cdf(0.2) == pytest.approx(0.5)
+    assert fitted.cdf(0.8) == pytest.approx(0.95)
+    with pytest.raises(ValueError, match="need 0 < p50 <= p95"):
+        LogNormal.from_quantiles(0.5, 0.1)
+    observed = Empirical([0.3, 0.1, 0.2, 0.2])
+    assert observed.cdf(0.2) == 0.75 and observed.exceeds(0.25) == 0.25
+    assert observed.mean == pytest.approx(0.2)
+    rng = random.Random(1)
+    assert {observed.draw(rng) for _ in range(200)} == {0.1, 0.2, 0.3}
+    # a timeout's share of failures comes from the observed latencies
+    p = predict(slow, Scenario(latency={"fetch": Empirical([1.0, 1.0, 2.0, 3.0])}), samples=10)
+    assert p.steps["fetch"].timeout_failure == pytest.approx(0.5)
+    with pytest.raises(ValueError, match="at least one value"):
+        Empirical([])

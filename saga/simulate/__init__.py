@@ -7,7 +7,7 @@ happened beside what the retry policies predict analytically.
     print(report.table())
 """
 
-from .distributions import Distribution, Exponential, Fixed, LogNormal, Uniform
+from .distributions import Distribution, Empirical, Exponential, Fixed, LogNormal, Uniform
 from .intervals import mean_interval, percentile, percentile_interval, wilson
 from .measure import Figure, Summary, summarise
 from .model import CallModel
@@ -22,6 +22,7 @@ __all__ = [
     "Disagreement",
     "Distribution",
     "Effect",
+    "Empirical",
     "Exponential",
     "Figure",
     "Fixed",

@@ -10,10 +10,14 @@ from __future__ import annotations
 import math
 import random
 from abc import ABC, abstractmethod
+from bisect import bisect_right
 from dataclasses import dataclass
+from math import fsum
 from statistics import NormalDist
 
-__all__ = ["Distribution", "Exponential", "Fixed", "LogNormal", "Uniform"]
+__all__ = ["Distribution", "Empirical", "Exponential", "Fixed", "LogNormal", "Uniform"]
+
+_Z95 = NormalDist().inv_cdf(0.95)
 
 
 class Distribution(ABC):
@@ -34,7 +38,8 @@ class Distribution(ABC):
 
     @abstractmethod
     def spec(self) -> str:
-        """The text that parses back into this distribution (``exp:0.2``)."""
+        """How the distribution is written on the command line (``exp:0.2``), or, for one
+        that cannot be, a short description."""
 
     def exceeds(self, limit: float) -> float:
         """``P(L > limit)``: the chance a call runs past a timeout of ``limit`` seconds."""
@@ -102,6 +107,15 @@ class LogNormal(Distribution):
     def mean(self) -> float:
         return math.exp(self.mu + self.sigma**2 / 2)
 
+    @classmethod
+    def from_quantiles(cls, p50: float, p95: float) -> LogNormal:
+        """The lognormal whose median is ``p50`` and whose 95th percentile is ``p95``
+        (e.g. attempt durations from a log's statistics)."""
+        if not 0 < p50 <= p95:
+            raise ValueError(f"need 0 < p50 <= p95, got p50={p50:g}, p95={p95:g}")
+        mu = math.log(p50)
+        return cls(mu, (math.log(p95) - mu) / _Z95)
+
     def spec(self) -> str:
         return f"lognormal:{self.mu:g},{self.sigma:g}"
 
@@ -129,3 +143,38 @@ class Uniform(Distribution):
 
     def spec(self) -> str:
         return f"uniform:{self.low:g},{self.high:g}"
+
+
+class Empirical(Distribution):
+    """Latencies drawn from observed ones (each equally likely), e.g. a log's attempt durations."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: list[float]) -> None:
+        if not values:
+            raise ValueError("an empirical distribution needs at least one value")
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise ValueError("latencies must be finite and non-negative")
+        self.values = sorted(values)
+
+    def draw(self, rng: random.Random) -> float:
+        return self.values[int(rng.random() * len(self.values))]
+
+    def cdf(self, x: float) -> float:
+        return bisect_right(self.values, x) / len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return fsum(self.values) / len(self.values)
+
+    def spec(self) -> str:
+        return f"empirical ({len(self.values)} values)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Empirical) and other.values == self.values
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.values))
+
+    def __repr__(self) -> str:
+        return f"Empirical({len(self.values)} values, mean {self.mean:.4g}s)"
