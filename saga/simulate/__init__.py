@@ -7,6 +7,7 @@ happened beside what the retry policies predict analytically.
     print(report.table())
 """
 
+from .command import add_arguments, choose, run
 from .distributions import Distribution, Empirical, Exponential, Fixed, LogNormal, Uniform
 from .intervals import mean_interval, percentile, percentile_interval, wilson
 from .measure import Figure, Summary, summarise
@@ -39,8 +40,10 @@ __all__ = [
     "StepRun",
     "Summary",
     "Uniform",
+    "add_arguments",
     "build_report",
     "check_plot_path",
+    "choose",
     "draw",
     "mean_interval",
     "parse_distribution",
@@ -49,6 +52,7 @@ __all__ = [
     "percentile_interval",
     "plot",
     "predict",
+    "run",
     "simulate",
     "summarise",
     "wilson",
