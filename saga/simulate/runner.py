@@ -133,7 +133,10 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
 
         return simulated
 
-    async def undo(ctx: StepContext) -> None:
+    def undo(ctx: StepContext) -> None:
+        return None
+
+    async def undo_within_limit(ctx: StepContext) -> None:
         return None
 
     for s in saga.steps:
@@ -142,7 +145,9 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
         step = copy.step(name=s.name, retry=scenario.retry(saga, s.name),
                          timeout=timeout)(call(scenario.call(s.name), limited))
         if s.compensation is not None:
-            step.compensate(retry=s.compensation.retry, timeout=s.compensation.timeout)(undo)
+            limit = s.compensation.timeout
+            step.compensate(retry=s.compensation.retry, timeout=limit)(
+                undo if limit is None else undo_within_limit)
     return copy
 
 
