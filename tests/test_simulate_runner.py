@@ -101,3 +101,17 @@ def test_bad_runs_or_seed_are_refused(runs: object, seed: object, message: str) 
 def test_an_unknown_step_is_refused_before_anything_runs() -> None:
     with pytest.raises(InvalidInput, match="has no step 'nope'"):
         simulate(trip, Scenario.parse(fail=["nope=0.5"]), runs=10)
+
+
+def test_json_stays_json_when_nothing_completes() -> None:
+    report = build_report(simulate(trip, Scenario(fail={"book_hotel": 1.0}), runs=5, seed=1),
+                          samples=100)
+
+    def refuse(constant: str) -> None:
+        raise AssertionError(f"{constant} is not JSON")
+
+    out = json.loads(json.dumps(report.to_json()), parse_constant=refuse)
+    assert out["saga"]["measured"]["p50"] == {"value": None, "ci": [None, None], "n": 0}
+    assert out["saga"]["predicted"]["p50"] is None
+    assert out["saga"]["measured"]["compensated"]["value"] == 1.0
+    assert "step book_hotel" in report.table()

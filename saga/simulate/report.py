@@ -125,7 +125,12 @@ class Report:
     def to_json(self) -> dict[str, Any]:
         """One object: ``runs``, ``seed``, ``saga`` and ``steps``; each of the saga and
         its steps holds ``measured`` (every figure with ``value``, ``ci`` and ``n``) and
-        ``predicted``; the saga also lists the ``disagreements`` and ``ignored_effects``."""
+        ``predicted``; the saga also lists the ``disagreements`` and ``ignored_effects``.
+        A figure that cannot be given (a percentile of no completed runs) is ``null``."""
+        out: dict[str, Any] = _finite(self._json())
+        return out
+
+    def _json(self) -> dict[str, Any]:
         m = self.measurements
         step_predictions = self.predicted_steps
         return {
@@ -193,6 +198,17 @@ class Report:
             lines += ["", "The formulas ignore: " + "; ".join(
                 sorted({e.name for e in self.prediction.effects}))]
         return "\n".join(lines)
+
+
+def _finite(value: Any) -> Any:
+    """``value`` with every NaN replaced by ``None`` (JSON has no NaN)."""
+    if isinstance(value, float) and math.isnan(value):
+        return None
+    if isinstance(value, dict):
+        return {k: _finite(v) for k, v in value.items()}
+    if isinstance(value, list | tuple):
+        return [_finite(v) for v in value]
+    return value
 
 
 def _figure(f: Figure) -> dict[str, Any]:
