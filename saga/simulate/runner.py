@@ -151,8 +151,7 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
     return copy
 
 
-def simulate(saga: Saga, scenario: Scenario, *, runs: int, seed: int = 0,
-             progress: Callable[[int], None] | None = None) -> Measurements:
+def simulate(saga: Saga, scenario: Scenario, *, runs: int, seed: int = 0) -> Measurements:
     """Run ``saga`` ``runs`` times under ``scenario`` and measure every run.
 
     The same ``seed`` gives the same measurements: every draw is seeded by
@@ -186,8 +185,6 @@ def simulate(saga: Saga, scenario: Scenario, *, runs: int, seed: int = 0,
                     run.compensated = s.compensation == "compensated"
                 measured.append(SagaRun(view.status.value,
                                         (view.ended_at - view.started_at).total_seconds(), steps))
-                if progress is not None:
-                    progress(i + 1)
     finally:
         store.close()
     return Measurements(saga, scenario, measured, seed, time.perf_counter() - began)
