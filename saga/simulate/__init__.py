@@ -1,0 +1,59 @@
+"""Choosing policies with numbers: run a saga's real definition on the real coordinator
+many times, with simulated failures and latencies on a virtual clock, and set what
+happened beside what the retry policies predict analytically.
+
+    scenario = Scenario.parse(fail=["charge=0.2"], latency=["charge=exp:0.3"])
+    report = build_report(simulate(saga, scenario, runs=1000, seed=1))
+    print(report.table())
+"""
+
+from .command import add_arguments, choose, run
+from .distributions import Distribution, Empirical, Exponential, Fixed, LogNormal, Uniform
+from .intervals import mean_interval, percentile, percentile_interval, wilson
+from .measure import Figure, Summary, summarise
+from .model import CallModel
+from .plot import PlotUnavailable, check_plot_path, draw, plot
+from .predict import Effect, SagaPrediction, StepPrediction, predict
+from .report import Disagreement, Report, build_report
+from .runner import Measurements, SagaRun, SimulatedFault, SimulatedTimeout, StepRun, simulate
+from .spec import Scenario, parse_distribution, parse_policy
+
+__all__ = [
+    "CallModel",
+    "Disagreement",
+    "Distribution",
+    "Effect",
+    "Empirical",
+    "Exponential",
+    "Figure",
+    "Fixed",
+    "LogNormal",
+    "Measurements",
+    "PlotUnavailable",
+    "Report",
+    "SagaPrediction",
+    "SagaRun",
+    "Scenario",
+    "SimulatedFault",
+    "SimulatedTimeout",
+    "StepPrediction",
+    "StepRun",
+    "Summary",
+    "Uniform",
+    "add_arguments",
+    "build_report",
+    "check_plot_path",
+    "choose",
+    "draw",
+    "mean_interval",
+    "parse_distribution",
+    "parse_policy",
+    "percentile",
+    "percentile_interval",
+    "plot",
+    "predict",
+    "run",
+    "simulate",
+    "summarise",
+    "wilson",
+]

@@ -1,0 +1,180 @@
+"""Latency distributions for simulated calls: fixed, exponential, lognormal, uniform.
+
+Each distribution draws from a :class:`random.Random` it is given (so a
+simulation seeds every draw itself) and knows its own CDF, which the
+predictions use for the chance that a latency passes a timeout.
+"""
+
+from __future__ import annotations
+
+import math
+import random
+from abc import ABC, abstractmethod
+from bisect import bisect_right
+from dataclasses import dataclass
+from math import fsum
+from statistics import NormalDist
+
+__all__ = ["Distribution", "Empirical", "Exponential", "Fixed", "LogNormal", "Uniform"]
+
+_Z95 = NormalDist().inv_cdf(0.95)
+
+
+class Distribution(ABC):
+    """A distribution of non-negative latencies, in seconds."""
+
+    @abstractmethod
+    def draw(self, rng: random.Random) -> float:
+        """One latency drawn from ``rng``."""
+
+    @abstractmethod
+    def cdf(self, x: float) -> float:
+        """``P(L <= x)``."""
+
+    @property
+    @abstractmethod
+    def mean(self) -> float:
+        """The expected latency."""
+
+    @abstractmethod
+    def spec(self) -> str:
+        """How the distribution is written on the command line (``exp:0.2``), or, for one
+        that cannot be, a short description."""
+
+    def exceeds(self, limit: float) -> float:
+        """``P(L > limit)``: the chance a call runs past a timeout of ``limit`` seconds."""
+        return 1.0 - self.cdf(limit)
+
+
+@dataclass(frozen=True, slots=True)
+class Fixed(Distribution):
+    """Always ``value`` seconds."""
+
+    value: float
+
+    def draw(self, rng: random.Random) -> float:
+        return self.value
+
+    def cdf(self, x: float) -> float:
+        return 1.0 if x >= self.value else 0.0
+
+    @property
+    def mean(self) -> float:
+        return self.value
+
+    def spec(self) -> str:
+        return f"fixed:{self.value:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Exponential(Distribution):
+    """Exponential with mean ``mean_value`` seconds."""
+
+    mean_value: float
+
+    def draw(self, rng: random.Random) -> float:
+        return rng.expovariate(1.0 / self.mean_value)
+
+    def cdf(self, x: float) -> float:
+        return 0.0 if x <= 0 else 1.0 - math.exp(-x / self.mean_value)
+
+    @property
+    def mean(self) -> float:
+        return self.mean_value
+
+    def spec(self) -> str:
+        return f"exp:{self.mean_value:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class LogNormal(Distribution):
+    """``exp(N(mu, sigma))`` seconds: ``mu`` and ``sigma`` of the latency's logarithm."""
+
+    mu: float
+    sigma: float
+
+    def draw(self, rng: random.Random) -> float:
+        return rng.lognormvariate(self.mu, self.sigma)
+
+    def cdf(self, x: float) -> float:
+        if x <= 0:
+            return 0.0
+        if self.sigma == 0:
+            return 1.0 if math.log(x) >= self.mu else 0.0
+        return NormalDist(self.mu, self.sigma).cdf(math.log(x))
+
+    @property
+    def mean(self) -> float:
+        return math.exp(self.mu + self.sigma**2 / 2)
+
+    @classmethod
+    def from_quantiles(cls, p50: float, p95: float) -> LogNormal:
+        """The lognormal whose median is ``p50`` and whose 95th percentile is ``p95``
+        (e.g. attempt durations from a log's statistics)."""
+        if not 0 < p50 <= p95:
+            raise ValueError(f"need 0 < p50 <= p95, got p50={p50:g}, p95={p95:g}")
+        mu = math.log(p50)
+        return cls(mu, (math.log(p95) - mu) / _Z95)
+
+    def spec(self) -> str:
+        return f"lognormal:{self.mu:g},{self.sigma:g}"
+
+
+@dataclass(frozen=True, slots=True)
+class Uniform(Distribution):
+    """Uniform between ``low`` and ``high`` seconds."""
+
+    low: float
+    high: float
+
+    def draw(self, rng: random.Random) -> float:
+        return rng.uniform(self.low, self.high)
+
+    def cdf(self, x: float) -> float:
+        if x >= self.high:
+            return 1.0
+        if x < self.low:
+            return 0.0
+        return (x - self.low) / (self.high - self.low)
+
+    @property
+    def mean(self) -> float:
+        return (self.low + self.high) / 2
+
+    def spec(self) -> str:
+        return f"uniform:{self.low:g},{self.high:g}"
+
+
+class Empirical(Distribution):
+    """Latencies drawn from observed ones (each equally likely), e.g. a log's attempt durations."""
+
+    __slots__ = ("values",)
+
+    def __init__(self, values: list[float]) -> None:
+        if not values:
+            raise ValueError("an empirical distribution needs at least one value")
+        if any(not math.isfinite(v) or v < 0 for v in values):
+            raise ValueError("latencies must be finite and non-negative")
+        self.values = sorted(values)
+
+    def draw(self, rng: random.Random) -> float:
+        return self.values[int(rng.random() * len(self.values))]
+
+    def cdf(self, x: float) -> float:
+        return bisect_right(self.values, x) / len(self.values)
+
+    @property
+    def mean(self) -> float:
+        return fsum(self.values) / len(self.values)
+
+    def spec(self) -> str:
+        return f"empirical ({len(self.values)} values)"
+
+    def __eq__(self, other: object) -> bool:
+        return isinstance(other, Empirical) and other.values == self.values
+
+    def __hash__(self) -> int:
+        return hash(tuple(self.values))
+
+    def __repr__(self) -> str:
+        return f"Empirical({len(self.values)} values, mean {self.mean:.4g}s)"
