@@ -22,7 +22,7 @@ from typing import Any, NoReturn
 
 from . import operator
 from .coordinator import Coordinator
-from .errors import InvalidInput, SagaError, SagaNotFound, TargetError
+from .errors import InvalidInput, SagaError, TargetError
 from .state import SagaStatus
 from .store import EventStore, default_url, redact
 from .targets import load_targets

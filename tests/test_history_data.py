@@ -18,7 +18,7 @@ _OUTCOMES = {"StepSucceeded": "succeeded", "StepCompensated": "succeeded"}
 
 def events_of(store: EventStore, saga_id: str) -> list[StoredEvent]:
     """A saga's stored events, oldest first."""
-    return store.history(saga_id)
+    return store.load(saga_id)
 
 
 def _trip(die: set[str] | None = None) -> Saga:

@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, StoredEvent, VirtualClock
 from saga.stats import PERCENTILES, Stats, compute_stats, nearest_rank
+from saga.store.sql import SqlEventStore
 from tests.helpers import WorkerDied
 
 N_TRIPS = 24
@@ -35,9 +36,15 @@ def _bench() -> ModuleType:
     return module
 
 
+def _engine(store: EventStore) -> sa.Engine:
+    """The SQL engine behind a SQLite or PostgreSQL store."""
+    assert isinstance(store, SqlEventStore)
+    return store.engine
+
+
 def events_of(store: EventStore, saga_id: str) -> list[StoredEvent]:
     """A saga's stored events, oldest first."""
-    return store.history(saga_id)
+    return store.load(saga_id)
 
 
 def _trip(clock: VirtualClock, die: set[str]) -> Saga:
@@ -205,14 +212,14 @@ def test_stats_equal_counts_made_from_the_events(log: tuple[EventStore, datetime
     assert all(trip_charge[k] > 0 for k in ("attempts", "successes", "failures", "timeouts"))
     assert expected["steps"]["trip/flight"]["lost"] == 1
     assert expected["sagas"]["order"]["running"] > 0 and expected["sagas"]["trip"]["compensated"] > 0
-    with store.engine.connect() as conn:
+    with _engine(store).connect() as conn:
         stats = compute_stats(conn)
     check(stats, expected)
 
 
 def test_stats_filtered_by_name_and_since(log: tuple[EventStore, datetime, list[str]]) -> None:
     store, middle, ids = log
-    with store.engine.connect() as conn:
+    with _engine(store).connect() as conn:
         check(compute_stats(conn, name="order"), python_stats(store, ids, name="order"))
         later = compute_stats(conn, since=middle)
         check(later, python_stats(store, ids, since=middle))
@@ -226,9 +233,9 @@ def test_a_table_of_attempts_kept_beside_the_log_gives_the_same_figures(
 ) -> None:
     store, middle, _ = log
     bench = _bench()
-    with store.engine.begin() as conn:
+    with _engine(store).begin() as conn:
         bench.fill_attempts(conn)
-    with store.engine.connect() as conn:
+    with _engine(store).connect() as conn:
         for kw in ({}, {"name": "trip"}, {"since": middle}):
             assert compute_stats(conn, attempts=bench.ATTEMPTS, **kw) == compute_stats(conn, **kw)
         assert conn.execute(sa.select(sa.func.count()).select_from(bench.ATTEMPTS)).scalar_one() == sum(
@@ -240,7 +247,7 @@ def test_a_table_of_attempts_kept_beside_the_log_gives_the_same_figures(
 def test_top_errors_are_limited_and_commonest_first(log: tuple[EventStore, datetime, list[str]]) -> None:
     store, _, ids = log
     errors = python_stats(store, ids)["errors"]
-    with store.engine.connect() as conn:
+    with _engine(store).connect() as conn:
         top = compute_stats(conn, top=2).top_errors
     assert len(top) == 2
     assert [n for _, n in top] == sorted(errors.values(), reverse=True)[:2]
@@ -254,7 +261,7 @@ def test_nearest_rank(p: int, n: int, rank: int) -> None:
 
 def test_since_is_compared_as_an_instant(log: tuple[EventStore, datetime, list[str]]) -> None:
     store, middle, _ = log
-    with store.engine.connect() as conn:
+    with _engine(store).connect() as conn:
         just_after = compute_stats(conn, since=middle + timedelta(microseconds=1))
         at = compute_stats(conn, since=middle)
     # the later trips and every order started at that very instant (starting takes no virtual time)
