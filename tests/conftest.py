@@ -96,6 +96,14 @@ def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
     return f"sqlite:///{tmp_path / 'saga.db'}"
 
 
+@pytest.fixture(params=["sqlite", pytest.param("postgres", marks=pytest.mark.postgres)])
+def sql_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """A fresh SQL database of each backend (for what reads the tables with SQL itself)."""
+    if request.param == "postgres":
+        return str(request.getfixturevalue("postgres_url"))
+    return f"sqlite:///{tmp_path / 'saga.db'}"
+
+
 @pytest.fixture
 def store(store_url: str) -> Iterator[EventStore]:
     """An event store on a fresh database."""

@@ -88,10 +88,10 @@ def _order(engine: sa.Engine) -> tuple[Any, ...]:
 
 
 @pytest.fixture
-def engine(store_url: str) -> Iterator[sa.Engine]:
+def engine(sql_url: str) -> Iterator[sa.Engine]:
     """A real log of six sagas, and a hashed copy of it (``audited_events``, ``audited_sagas``)."""
-    _log(store_url)
-    engine = sa.create_engine(store_url, poolclass=sa.NullPool)
+    _log(sql_url)
+    engine = sa.create_engine(sql_url, poolclass=sa.NullPool)
     with engine.begin() as conn:
         copy_metadata.create_all(conn)
         rows = conn.execute(sa.text(
@@ -205,9 +205,9 @@ NUMBERS: dict[str, Any] = {
 }
 
 
-def test_a_hash_survives_the_databases_json_round_trip(store_url: str) -> None:
+def test_a_hash_survives_the_databases_json_round_trip(sql_url: str) -> None:
     """PostgreSQL's JSONB rewrites numbers (1e16 comes back as 10000000000000000) and key order."""
-    engine = sa.create_engine(store_url, poolclass=sa.NullPool)
+    engine = sa.create_engine(sql_url, poolclass=sa.NullPool)
     try:
         with engine.begin() as conn:
             copy_metadata.create_all(conn)

@@ -49,8 +49,8 @@ def in_root(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
 
 
 @pytest.mark.usefixtures("in_root")
-def test_every_command_closes_its_store(store_url: str, capsys: pytest.CaptureFixture[str]) -> None:
-    db = ["--db", store_url]
+def test_every_command_closes_its_store(sql_url: str, capsys: pytest.CaptureFixture[str]) -> None:
+    db = ["--db", sql_url]
     commands: list[tuple[list[str], int]] = [
         (["start", TARGET, "place-order", "--input", ORDER, "--id", "a"], 0),
         (["start", TARGET, "place-order", "--input", '{"sku": "pen", "quantity": 2}', "--id", "a"], 1),
@@ -68,5 +68,5 @@ def test_every_command_closes_its_store(store_url: str, capsys: pytest.CaptureFi
     ]
     for args, code in commands:
         assert main([*db, *args]) == code, (args, capsys.readouterr())
-        assert open_handles(store_url) == 0, args
+        assert open_handles(sql_url) == 0, args
     assert "a  place-order v1  compensated" in capsys.readouterr().out.splitlines()[-1]

@@ -98,12 +98,12 @@ def _order(clock: VirtualClock) -> Saga:
 
 
 @pytest.fixture
-def log(store_url: str) -> Iterator[tuple[EventStore, datetime, list[str]]]:
+def log(sql_url: str) -> Iterator[tuple[EventStore, datetime, list[str]]]:
     """A log of trips and orders: retries, timeouts, a lost attempt, permanent failures, compensation,
     sagas still running. Yields the store, the time between the two halves, and every saga id."""
     clock = VirtualClock()
     die = {"t-4"}
-    store = EventStore(store_url)
+    store = EventStore(sql_url)
     coordinator = Coordinator(store, [_trip(clock, die), _order(clock)], clock=clock, lease=10.0,
                               poll_interval=60.0)
     ids: list[str] = []
