@@ -1,0 +1,29 @@
+"""``saga ui``: a local, read-only web timeline of the log (needs the ``ui`` extra).
+
+:func:`serve` runs the pages on ``host:port`` until interrupted. The
+application itself is :func:`saga.ui.app.create_app`; what it reads from the
+log is in :mod:`saga.ui.data`.
+"""
+
+from __future__ import annotations
+
+__all__ = ["INSTALL_HINT", "serve"]
+
+INSTALL_HINT = "saga ui needs the ui extra: pip install 'saga-coordinator[ui]'"
+"""What to do when the web server's packages (starlette, jinja2, uvicorn) are missing."""
+
+
+def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve the pages over the log at ``url`` (opened read-only) on ``host:port`` until interrupted.
+
+    Raises :class:`ImportError` when the ``ui`` extra is not installed, and
+    :class:`~saga.SagaError` when the log cannot be opened.
+    """
+    import uvicorn
+
+    from .app import allowed_hosts, create_app
+    from .data import open_store
+
+    with open_store(url) as store:
+        app = create_app(store, hosts=allowed_hosts(host, port))
+        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
