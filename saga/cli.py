@@ -157,9 +157,12 @@ def _cmd_ui(args: argparse.Namespace) -> int:
     except ImportError:
         print(f"saga: error: {ui.INSTALL_HINT}", file=sys.stderr)
         return 1
-    print(f"saga ui: serving {redact(args.db)} read-only on http://{_host_port(args.host, args.port)}/ "
-          "(Ctrl-C stops)", file=sys.stderr)
-    ui.serve(args.db, host=args.host, port=args.port)
+    from .ui.data import open_store
+
+    with open_store(args.db) as store:
+        print(f"saga ui: serving {redact(args.db)} read-only on http://{_host_port(args.host, args.port)}/ "
+              "(Ctrl-C stops)", file=sys.stderr)
+        ui.serve(store, host=args.host, port=args.port)
     return 0
 
 

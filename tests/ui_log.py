@@ -103,16 +103,25 @@ def write_log(url: str) -> Log:
         c.start("wallet", None, saga_id=log.secret)
         c.run(log.secret)
         c.start("trip", "slow warehouse", saga_id=log.cancelled)
-        c.work(until_idle=True)
-        clock.advance(3.0)
-        c.work(until_idle=True)
+        _until_ship_waits(c, clock, store, log.cancelled)
         c.cancel(log.cancelled, reason="customer changed plans")
         c.run(log.cancelled)
         clock.advance(30.0)
         c.start("trip", "slow warehouse", saga_id=log.waiting)
-        c.work(until_idle=True)  # ship failed once and waits ten minutes
+        _until_ship_waits(c, clock, store, log.waiting)
         c.close()
     return log
+
+
+def _until_ship_waits(c: Coordinator, clock: VirtualClock, store: EventStore, saga_id: str) -> None:
+    """Drive the saga over charge's retries until ship has failed once and waits ten minutes to retry."""
+    for _ in range(10):
+        c.work(until_idle=True)
+        last = store.load(saga_id)[-1]
+        if last.type == "StepAttemptFailed" and last.data["step"] == "ship":
+            return
+        clock.advance(3.0)
+    raise AssertionError(f"{saga_id}: ship never failed")
 
 
 def free_port() -> int:

@@ -7,23 +7,26 @@ log is in :mod:`saga.ui.data`.
 
 from __future__ import annotations
 
+from typing import TYPE_CHECKING
+
+if TYPE_CHECKING:
+    from ..store.sql import SqlEventStore
+
 __all__ = ["INSTALL_HINT", "serve"]
 
 INSTALL_HINT = "saga ui needs the ui extra: pip install 'saga-coordinator[ui]'"
 """What to do when the web server's packages (starlette, jinja2, uvicorn) are missing."""
 
 
-def serve(url: str, *, host: str = "127.0.0.1", port: int = 8080) -> None:
-    """Serve the pages over the log at ``url`` (opened read-only) on ``host:port`` until interrupted.
+def serve(store: SqlEventStore, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+    """Serve the pages over ``store`` (open it with :func:`saga.ui.data.open_store`, which reads
+    only) on ``host:port`` until interrupted; the caller closes the store.
 
-    Raises :class:`ImportError` when the ``ui`` extra is not installed, and
-    :class:`~saga.SagaError` when the log cannot be opened.
+    Raises :class:`ImportError` when the ``ui`` extra is not installed.
     """
     import uvicorn
 
     from .app import allowed_hosts, create_app
-    from .data import open_store
 
-    with open_store(url) as store:
-        app = create_app(store, hosts=allowed_hosts(host, port))
-        uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
+    app = create_app(store, hosts=allowed_hosts(host, port))
+    uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)
