@@ -28,21 +28,31 @@ class Card(BaseModel):
     number: SecretStr
 
 
-def trip() -> Saga:
-    """Book, charge (fails once, times out once), ship (fails as its input says); each compensated."""
+def trip(clock: VirtualClock | None = None) -> Saga:
+    """Book, charge (fails once, times out once), ship (fails as its input says); each compensated.
+
+    With ``clock``, each step takes a little of its time, so the attempts have lengths to draw.
+    """
     saga = Saga("trip")
+
+    def take(seconds: float) -> None:
+        if clock is not None:
+            clock.advance(seconds)
 
     @saga.step(retry=Retry.fixed(1.0, attempts=3))
     def book(ctx: StepContext) -> str:
+        take(0.6)
         return "booked"
 
     @book.compensate(retry=Retry.fixed(5.0, attempts=3))
     def unbook(ctx: StepContext) -> None:
+        take(0.4)
         if ctx.attempt == 1:
             raise RuntimeError("hotel API down")
 
     @saga.step(retry=Retry.fixed(2.0, attempts=4), timeout=0.1)
     async def charge(ctx: StepContext) -> str:
+        take(0.3)
         if ctx.attempt == 1:
             raise ConnectionError("bank busy")
         if ctx.attempt == 2:
@@ -51,10 +61,11 @@ def trip() -> Saga:
 
     @charge.compensate
     def refund(ctx: StepContext) -> None:
-        return None
+        take(0.5)
 
     @saga.step(retry=Retry.fixed(600.0, attempts=2))
     def ship(ctx: StepContext) -> str:
+        take(0.8)
         if ctx.input == "no stock":
             raise PermanentError("nothing left to ship")
         if ctx.input == "evil":
@@ -95,7 +106,8 @@ def write_log(url: str) -> Log:
     log = Log()
     clock = VirtualClock()
     with EventStore(url) as store:
-        c = Coordinator(store, [trip(), wallet(KeyRing([generate_key()]))], clock=clock, poll_interval=60.0)
+        sagas = [trip(clock), wallet(KeyRing([generate_key()]))]
+        c = Coordinator(store, sagas, clock=clock, poll_interval=60.0)
         for saga_id, value in ((log.compensated, "no stock"), (log.evil, "evil"), (log.completed, "fine")):
             c.start("trip", value, saga_id=saga_id)
             c.run(saga_id)

@@ -35,12 +35,14 @@ class Bar:
 
 @dataclass(frozen=True, slots=True)
 class Delay:
-    """The wait between a failed attempt and the retry it scheduled."""
+    """The wait between a failed attempt and the retry it scheduled (``clipped``: due after the
+    chart's end, drawn to its edge)."""
 
     x: float
     y: float
     width: float
     seconds: float
+    clipped: bool = False
 
 
 @dataclass(frozen=True, slots=True)
@@ -93,9 +95,11 @@ def layout(data: dict[str, Any], *, now: datetime) -> Chart:
     for a in attempts:
         if a["step"] not in steps:
             steps.append(a["step"])
+    # The axis spans what happened; a retry due later than that (one a cancel made moot, or one
+    # still waited for) is drawn to the right edge, so a ten-minute wait does not squash the rest.
     times: list[datetime] = []
     for a in attempts:
-        times += [t for t in (_at(a["started_at"]), _at(a["ended_at"]), _at(a["next_attempt_at"])) if t]
+        times += [t for t in (_at(a["started_at"]), _at(a["ended_at"])) if t]
     times += [t for t in (_at(o["at"]) for o in data["operator_actions"]) if t]
     if any(a["outcome"] == "running" for a in attempts):
         times.append(now)
@@ -118,8 +122,9 @@ def layout(data: dict[str, Any], *, now: datetime) -> Chart:
                         a["compensation"], label))
         due = _at(a["next_attempt_at"])
         if due is not None and a["ended_at"] is not None:
-            delays.append(Delay(x(ended), y + ROW_HEIGHT / 4 - 2, max(0.0, x(due) - x(ended)),
-                                (due - ended).total_seconds()))
+            right = min(x(due), LABEL_WIDTH + PLOT_WIDTH)
+            delays.append(Delay(x(ended), y + ROW_HEIGHT / 4 - 2, max(0.0, right - x(ended)),
+                                (due - ended).total_seconds(), clipped=x(due) > right))
     markers = [Marker(x(at), f"{o['type']}" + (f" by {o['by']}" if o.get("by") else ""))
                for o in data["operator_actions"] if (at := _at(o["at"])) is not None]
     ticks = [Tick(LABEL_WIDTH + f * PLOT_WIDTH, "+" + _seconds(span * f)) for f in (0, 0.25, 0.5, 0.75, 1)]
