@@ -2,7 +2,9 @@
 
 :func:`serve` runs the pages on ``host:port`` until interrupted. The
 application itself is :func:`saga.ui.app.create_app`; what it reads from the
-log is in :mod:`saga.ui.data`.
+log is in :mod:`saga.ui.data`; the chart's geometry in :mod:`saga.ui.chart`.
+``static/htmx.min.js`` is htmx 2.0.11 as published on npm (``htmx.org``), under
+the BSD Zero-Clause licence in ``static/htmx.LICENSE``.
 """
 
 from __future__ import annotations
