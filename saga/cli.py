@@ -147,6 +147,29 @@ def _cmd_demo(args: argparse.Namespace) -> int:
     return 0
 
 
+def _cmd_ui(args: argparse.Namespace) -> int:
+    from . import ui
+
+    try:
+        import jinja2  # noqa: F401
+        import starlette  # noqa: F401
+        import uvicorn  # noqa: F401
+    except ImportError:
+        print(f"saga: error: {ui.INSTALL_HINT}", file=sys.stderr)
+        return 1
+    from .ui.data import open_store
+
+    with open_store(args.db) as store:
+        print(f"saga ui: serving {redact(args.db)} read-only on http://{_host_port(args.host, args.port)}/ "
+              "(Ctrl-C stops)", file=sys.stderr)
+        ui.serve(store, host=args.host, port=args.port)
+    return 0
+
+
+def _host_port(host: str, port: int) -> str:
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
 _LINE = 1000
 """The longest error message printed whole; longer ones are cut (a net under the values
 each message shortens itself)."""
@@ -170,6 +193,13 @@ def _positive_int(text: str) -> int:
         raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not a whole number") from None
     if value < 1:
         raise argparse.ArgumentTypeError(f"{value} must be at least 1")
+    return value
+
+
+def _port(text: str) -> int:
+    value = _positive_int(text)
+    if value > 65535:
+        raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1 to 65535)")
     return value
 
 
@@ -250,6 +280,11 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_cancel)
 
     sub.add_parser("demo", help="book two trips with injected faults").set_defaults(func=_cmd_demo)
+
+    u = sub.add_parser("ui", help="serve a read-only web timeline of the log (needs the ui extra)")
+    u.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
+    u.add_argument("--port", type=_port, default=8080)
+    u.set_defaults(func=_cmd_ui)
     return p
 
 

@@ -36,6 +36,18 @@ def test_quick_start_has_exactly_two_commands() -> None:
     assert commands[1] in ci, ".ci/run must run README's test command"
 
 
+def test_the_test_command_installs_what_the_browser_tests_need() -> None:
+    section = README.split("## Quick start", 1)[1].split("\n## ", 1)[0]
+    command = _commands(re.findall(r"```sh\n(.*?)```", section, flags=re.S)[0])[1]
+    extras = re.search(r"\.\[([a-z,]+)\]", command)
+    assert extras is not None and {"dev", "ui"} <= set(extras[1].split(","))
+
+
+def test_the_timeline_screenshot_is_shown() -> None:
+    assert "](docs/timeline.png)" in README
+    assert (ROOT / "docs" / "timeline.png").read_bytes().startswith(b"\x89PNG")
+
+
 def test_python_snippets_run(tmp_path: Path) -> None:
     blocks = _blocks("python")
     assert blocks
