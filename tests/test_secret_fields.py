@@ -43,8 +43,10 @@ def seen(path: Path) -> list[dict[str, Any]]:
 
 def assert_no_secret(text: str | bytes, where: str) -> None:
     for secret in SECRETS:
-        needle: str | bytes = secret.encode() if isinstance(text, bytes) else secret
-        assert needle not in text, f"{secret!r} found in {where}"
+        if isinstance(text, bytes):
+            assert secret.encode() not in text, f"{secret!r} found in {where}"
+        else:
+            assert secret not in text, f"{secret!r} found in {where}"
 
 
 def raw_log(url: str) -> str:
