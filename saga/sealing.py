@@ -23,11 +23,12 @@ import functools
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretBytes, SecretStr
 
 from .definition import Compensation, Saga, Step, StepContext
 from .secrets import (
     ENV_VAR,
+    MASK,
     EncryptionKeyMissing,
     KeyRing,
     dump_secret_json,
@@ -146,33 +147,88 @@ def step_result(saga: Saga, state: SagaState, step: str, keys: KeyRing | None) -
 
 def sealed_target(target: Step | Compensation, ctx: StepContext, keys: KeyRing | None
                   ) -> Step | Compensation:
-    """``target`` as the attempt runs it: a step whose output model has secret fields returns
-    its output with them sealed (every other target is returned as it is)."""
-    if not isinstance(target, Step) or not _secret(target.output_model):
+    """``target`` as the attempt runs it, when secrets are involved (else ``target`` itself).
+
+    A step whose output model has secret fields returns its output with them
+    sealed under ``"<saga id>/<step>"``. An exception raised by a target that
+    was given secrets has every secret value in its arguments replaced by
+    ``**********``, so the message the log records does not hold them (an
+    exception whose ``str`` does not come from its arguments is left as it is).
+    """
+    output = target.output_model if isinstance(target, Step) else None
+    seal_output = _secret(output)
+    hidden = _given_secrets(ctx)
+    if not seal_output and not hidden:
         return target
-    model = target.output_model
-    assert model is not None
     context = result_context(ctx.saga_id, target.name)
     fn = target.fn
 
-    def seal(value: Any) -> Any:
-        if value is None:
-            return None
-        return dump_secret_json(model, value, keys=keys, context=context)
+    def finish(value: Any) -> Any:
+        if not seal_output or value is None:
+            return value
+        assert output is not None
+        return dump_secret_json(output, value, keys=keys, context=context)
 
     if target.is_async:
         async def sealing_async(c: StepContext) -> Any:
-            return seal(await fn(c))
+            try:
+                value = await fn(c)
+            except Exception as e:
+                _scrub(e, hidden)
+                raise
+            return finish(value)
 
         wrapped: Any = sealing_async
     else:
         def sealing(c: StepContext) -> Any:
-            return seal(fn(c))
+            try:
+                value = fn(c)
+            except Exception as e:
+                _scrub(e, hidden)
+                raise
+            return finish(value)
 
         wrapped = sealing
     sealed = copy.copy(target)
     sealed.fn = wrapped
     return sealed
+
+
+_SHORTEST_MASKED = 3
+"""Secrets shorter than this are not looked for in messages (they would mask ordinary text)."""
+
+
+def _given_secrets(ctx: StepContext) -> list[str]:
+    """The plain text of every secret an attempt is given (longest first)."""
+    found: set[str] = set()
+    for value in (ctx.input, ctx.result, *ctx.results.values()):
+        if isinstance(value, BaseModel) and _secret(type(value)):
+            _collect(value.model_dump(mode="python"), found)
+    return sorted((s for s in found if len(s) >= _SHORTEST_MASKED), key=len, reverse=True)
+
+
+def _collect(value: Any, found: set[str]) -> None:
+    if isinstance(value, SecretStr):
+        found.add(value.get_secret_value())
+    elif isinstance(value, SecretBytes):
+        found.add(value.get_secret_value().decode("utf-8", "replace"))
+    elif isinstance(value, Mapping):
+        for v in value.values():
+            _collect(v, found)
+    elif isinstance(value, list | tuple):
+        for v in value:
+            _collect(v, found)
+
+
+def _scrub(error: BaseException, hidden: list[str]) -> None:
+    def clean(arg: Any) -> Any:
+        if not isinstance(arg, str):
+            return arg
+        for secret in hidden:
+            arg = arg.replace(secret, MASK)
+        return arg
+
+    error.args = tuple(clean(a) for a in error.args)
 
 
 # -- what people see -------------------------------------------------------------------------

@@ -178,3 +178,32 @@ def test_the_database_holds_no_secret(sql_url: str, key: str, seen_file: Path) -
     assert_no_secret(raw_log(sql_url), "the log's tables")
     if sql_url.startswith("sqlite"):
         assert_no_secret(Path(sql_url.removeprefix("sqlite:///")).read_bytes(), "the database file")
+
+
+def test_a_step_error_that_quotes_a_secret_is_logged_with_stars(keyed: EventStore) -> None:
+    from pydantic import BaseModel, SecretStr
+
+    from saga import PermanentError, Retry, Saga, StepContext
+
+    class Card(BaseModel):
+        number: SecretStr
+
+    saga = Saga("echo", input_model=Card)
+
+    @saga.step(retry=Retry.fixed(0.01, attempts=2))
+    def charge(ctx: StepContext) -> None:
+        number = ctx.input.number.get_secret_value()
+        if ctx.attempt == 1:
+            raise ConnectionError(f"bank refused card {number} (try again)")
+        raise PermanentError(f"card {number} is blocked")
+
+    with Coordinator(keyed, sagas=[saga]) as coordinator:
+        view = coordinator.execute("echo", {"number": CARD}, saga_id="e1")
+    assert view.status is SagaStatus.COMPENSATED
+    failures = [e.data for e in keyed.load("e1") if e.type == "StepAttemptFailed"]
+    assert [(f["error_type"], f["message"], f["retried"]) for f in failures] == [
+        ("ConnectionError", f"bank refused card {MASK} (try again)", True),  # still retried
+        ("PermanentError", f"card {MASK} is blocked", False),  # still permanent
+    ]
+    assert_no_secret(json.dumps([e.data for e in keyed.load("e1")]), "the log")
+    assert_no_secret("\n".join(show(keyed, "e1")), "saga show")
