@@ -15,8 +15,21 @@ from typing import Any
 
 import pytest
 import sqlalchemy as sa
+from hypothesis import given, settings
+from hypothesis import strategies as st
+from pydantic import BaseModel, SecretBytes, SecretStr
 
-from saga import Coordinator, EventStore, SagaIdConflict, SagaNotFound, SagaStatus
+from saga import (
+    Coordinator,
+    EventStore,
+    PermanentError,
+    Retry,
+    Saga,
+    SagaIdConflict,
+    SagaNotFound,
+    SagaStatus,
+    StepContext,
+)
 from saga.sealing import redacted
 from saga.secrets import (
     ENV_VAR,
@@ -31,6 +44,17 @@ from saga.timeline import show, stream
 from tests.fixtures.secret_sagas import CARD, PIN, TOKEN_PREFIX, pay
 
 SECRETS = (CARD, PIN.decode(), TOKEN_PREFIX)
+
+
+class Card(BaseModel):
+    number: SecretStr
+
+
+class Hidden(BaseModel):
+    """Defined at module level: a step's return annotation names it, and is resolved from here."""
+
+    text: SecretStr
+    raw: SecretBytes
 
 
 def payment(payer: str = "ada", card: str = CARD) -> dict[str, Any]:
@@ -181,13 +205,6 @@ def test_the_database_holds_no_secret(sql_url: str, key: str, seen_file: Path) -
 
 
 def test_a_step_error_that_quotes_a_secret_is_logged_with_stars(keyed: EventStore) -> None:
-    from pydantic import BaseModel, SecretStr
-
-    from saga import PermanentError, Retry, Saga, StepContext
-
-    class Card(BaseModel):
-        number: SecretStr
-
     saga = Saga("echo", input_model=Card)
 
     @saga.step(retry=Retry.fixed(0.01, attempts=2))
@@ -207,3 +224,31 @@ def test_a_step_error_that_quotes_a_secret_is_logged_with_stars(keyed: EventStor
     ]
     assert_no_secret(json.dumps([e.data for e in keyed.load("e1")]), "the log")
     assert_no_secret("\n".join(show(keyed, "e1")), "saga show")
+
+
+@settings(max_examples=40, deadline=None)
+@given(secret=st.text(min_size=1, max_size=40).filter(lambda s: "\x00" not in s),
+       data=st.binary(min_size=1, max_size=40))
+def test_any_secret_comes_back_exactly_and_is_never_stored(secret: str, data: bytes) -> None:
+    got: list[tuple[str, bytes]] = []
+    saga = Saga("hide", input_model=Hidden)
+
+    @saga.step
+    def reveal(ctx: StepContext) -> Hidden:
+        given: Hidden = ctx.input
+        got.append((given.text.get_secret_value(), given.raw.get_secret_value()))
+        return given
+
+    @saga.step
+    def again(ctx: StepContext) -> None:
+        out = ctx.results["reveal"]
+        got.append((out.text.get_secret_value(), out.raw.get_secret_value()))
+
+    marked = f"S3CR3T<{secret}>"
+    with EventStore("memory://", encryption_key=generate_key()) as store, \
+            Coordinator(store, sagas=[saga]) as coordinator:
+        coordinator.execute("hide", Hidden(text=SecretStr(marked), raw=SecretBytes(data)), saga_id="h")
+        stored = [e.data for e in store.load("h")]
+    assert got == [(marked, data), (marked, data)]
+    for text in (json.dumps(stored), json.dumps(stored, ensure_ascii=False)):
+        assert "S3CR3T<" not in text
