@@ -21,8 +21,12 @@ from types import FrameType
 from typing import Any, NoReturn
 
 from . import operator
+from .colour import paint, wanted
 from .coordinator import Coordinator
 from .errors import InvalidInput, SagaError, TargetError
+from .history import timeline as timeline_data
+from .sealing import redacted, require_keys
+from .secrets import generate_key, resolve_key_ring
 from .state import SagaStatus
 from .store import EventStore, default_url, redact
 from .targets import load_targets
@@ -49,7 +53,8 @@ def _read_input(text: str) -> Any:
 
 def _open(args: argparse.Namespace, *, create: bool) -> EventStore:
     """Open the store; ``create=False``: opening writes nothing (no schema, no file)."""
-    return EventStore(args.db, schema="create" if create else "require")
+    return EventStore(args.db, schema="create" if create else "require",
+                      encryption_key=args.encryption_key)
 
 
 def _cmd_db_upgrade(args: argparse.Namespace) -> int:
@@ -69,7 +74,8 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
     signal.signal(signal.SIGTERM, _stop)
     signal.signal(signal.SIGINT, _stop)
-    with EventStore(args.db) as store, Coordinator(store, sagas=sagas, lease=args.lease) as coordinator:
+    with _open(args, create=True) as store, Coordinator(store, sagas=sagas, lease=args.lease
+                                                         ) as coordinator:
         names = ", ".join(sorted({s.name for s in sagas}))
         print(f"worker {coordinator.worker_id}: driving {names}", file=sys.stderr)
         n = coordinator.work(until_idle=args.until_idle, concurrency=args.concurrency, stop=stop)
@@ -86,7 +92,8 @@ def _cmd_start(args: argparse.Namespace) -> int:
                           f"(found: {', '.join(sorted(names))})")
     newest = max((s for s in sagas if s.name == args.name), key=lambda s: s.version)
     newest.validate_input(value)  # fail before the store is opened (or created)
-    with EventStore(args.db) as store, Coordinator(store, sagas=sagas) as coordinator:
+    require_keys(newest, resolve_key_ring(args.encryption_key))
+    with _open(args, create=True) as store, Coordinator(store, sagas=sagas) as coordinator:
         saga_id = coordinator.start(args.name, value, saga_id=args.id)
     print(escape(saga_id))
     return 0
@@ -107,14 +114,19 @@ def _cmd_list(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     with _open(args, create=False) as store:
-        for line in show(store, args.id):
+        if args.json:
+            data = timeline_data(args.id, redacted(stream(store, args.id))).to_json()
+            print(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+            return 0
+        lines = show(store, args.id)
+        for line in paint(lines) if wanted(sys.stdout) else lines:
             print(line)
     return 0
 
 
 def _cmd_history(args: argparse.Namespace) -> int:
     with _open(args, create=False) as store:
-        for e in stream(store, args.id):
+        for e in redacted(stream(store, args.id)):
             if args.json:
                 print(json.dumps(e.to_json(), separators=(",", ":")))
             else:
@@ -140,7 +152,13 @@ def _cmd_cancel(args: argparse.Namespace) -> int:
 def _cmd_demo(args: argparse.Namespace) -> int:
     from .demo import main as demo
 
-    with EventStore(args.db) as store:
+    key = args.encryption_key
+    if resolve_key_ring(key) is None:
+        key = generate_key()
+        print("no encryption key is set: the card numbers are sealed under a new key for this run "
+              "only (set SAGA_ENCRYPTION_KEY to keep one; `saga key generate` prints one)",
+              file=sys.stderr)
+    with EventStore(args.db, encryption_key=key) as store:
         demo(store)
     print(f"the log is in {redact(args.db)}; "
           "try `saga list` and `saga show ID`")
@@ -168,6 +186,11 @@ def _cmd_ui(args: argparse.Namespace) -> int:
 
 def _host_port(host: str, port: int) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _cmd_key_generate(args: argparse.Namespace) -> int:
+    print(generate_key())
+    return 0
 
 
 _LINE = 1000
@@ -233,6 +256,9 @@ def parser() -> argparse.ArgumentParser:
     p.add_argument("--db", default=default_url(),
                    help="database URL (default: $SAGA_DATABASE_URL or sqlite:///saga.db)")
     p.add_argument("-v", "--verbose", action="store_true", help="log what workers do")
+    p.add_argument("--encryption-key", default=None, metavar="KEY",
+                   help="key(s) for secret fields, comma-separated, the first encrypts (default: "
+                   "$SAGA_ENCRYPTION_KEY, which other users cannot see in the process list)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
 
     db = sub.add_parser("db", help="manage the database schema")
@@ -262,6 +288,7 @@ def parser() -> argparse.ArgumentParser:
 
     sh = sub.add_parser("show", help="a saga's timeline")
     sh.add_argument("id", metavar="ID", type=_saga_id)
+    sh.add_argument("--json", action="store_true", help="the timeline as one JSON object")
     sh.set_defaults(func=_cmd_show)
 
     h = sub.add_parser("history", help="a saga's events")
@@ -285,6 +312,9 @@ def parser() -> argparse.ArgumentParser:
     u.add_argument("--host", default="127.0.0.1", help="address to listen on (default: loopback)")
     u.add_argument("--port", type=_port, default=8080)
     u.set_defaults(func=_cmd_ui)
+    k = sub.add_parser("key", help="manage encryption keys for secret fields")
+    k_sub = k.add_subparsers(dest="key_command", required=True, metavar="ACTION")
+    k_sub.add_parser("generate", help="print a new random key").set_defaults(func=_cmd_key_generate)
     return p
 
 

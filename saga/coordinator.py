@@ -28,6 +28,7 @@ from .drive import Busy, Drive, DriveResult, Driving
 from .errors import DefinitionError, InvalidInput, SagaIdConflict, UnknownSagaName
 from .leases import LeaseKeeper
 from .reading import load_state, view
+from .sealing import same_input, stored_input
 from .state import SagaStatus, SagaView, fold
 from .store.base import EventLog, StoredEvent, check_saga_id
 from .worker import WorkerLoop
@@ -163,8 +164,8 @@ class Coordinator:
     def _started(self, name: str, input: Any, saga_id: str | None
                  ) -> tuple[Saga, str, ev.SagaStarted]:
         saga = self._newest(name)
-        data = saga.validate_input(input)
         saga_id = check_saga_id(saga_id) if saga_id is not None else uuid.uuid4().hex
+        data = stored_input(saga, input, saga_id, self.store.key_ring)  # secret fields sealed
         now = self.clock.now()
         deadline = now + timedelta(seconds=saga.deadline) if saga.deadline else None
         started = ev.SagaStarted(
@@ -175,7 +176,8 @@ class Coordinator:
     def _same_saga(self, saga_id: str, started: ev.SagaStarted) -> None:
         first = self.store.load(saga_id)[0].event
         assert isinstance(first, ev.SagaStarted)
-        if first.name != started.name or first.input != started.input:
+        if first.name != started.name or not same_input(first.input, started.input, saga_id,
+                                                         self.store.key_ring):
             raise SagaIdConflict(
                 f"saga id {saga_id!r} is already used by a {first.name} saga with "
                 "different input"

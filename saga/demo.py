@@ -4,6 +4,9 @@ Two trips are booked. The first meets a flaky flight service (two transient
 errors, retried with exponential backoff) and a hotel whose first attempt
 hangs past its timeout; it completes. The second has its card declined (a
 permanent error): the hotel and the flight are undone, newest first.
+
+The card number is a secret field: the log holds it encrypted under the
+store's key, the steps get the real number, and timelines show ``**********``.
 """
 
 from __future__ import annotations
@@ -13,7 +16,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from pydantic import BaseModel
+from pydantic import BaseModel, SecretStr
 
 from .coordinator import Coordinator
 from .definition import Saga, StepContext
@@ -31,7 +34,9 @@ class TripRequest(BaseModel):
     traveller: str
     city: str
     nights: int
-    card: str
+    card: SecretStr
+    """Never written in clear: the store needs an encryption key (``saga demo`` makes one if none
+    is set)."""
 
 
 class _Faults:
@@ -78,7 +83,7 @@ def build(faults: _Faults | None = None) -> Saga:
 
     @trip.step(retry=Retry.exponential(initial=0.05, maximum=0.5, attempts=3))
     def charge_card(ctx: StepContext) -> dict[str, Any]:
-        if ctx.input.card.endswith("0000"):
+        if ctx.input.card.get_secret_value().endswith("0000"):
             raise PermanentError("card declined by issuer")
         total = 180 * ctx.input.nights + 420
         return {"charged": total, "currency": "EUR"}
@@ -87,7 +92,11 @@ def build(faults: _Faults | None = None) -> Saga:
 
 
 def main(store: EventStore, *, out: Any = print) -> list[str]:
-    """Run both trips on ``store``, print their timelines, and return their ids."""
+    """Run both trips on ``store``, print their timelines, and return their ids.
+
+    ``store`` needs an encryption key (:class:`~saga.secrets.EncryptionKeyMissing` otherwise,
+    before anything is written): the card numbers are secret.
+    """
     trip = build()
     run = uuid.uuid4().hex[:6]
     ids = []

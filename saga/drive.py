@@ -22,7 +22,6 @@ from __future__ import annotations
 import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any
 
 from . import events as ev
 from .clock import Clock
@@ -32,6 +31,7 @@ from .errors import ConcurrencyError, LeaseHeld, PayloadTooLarge
 from .execution import Outcome, run_attempt
 from .leases import LeaseKeeper
 from .reading import load_state
+from .sealing import sealed_target, step_input, step_result, step_results
 from .state import ErrorInfo, Phase, SagaState
 from .store.base import EventLog
 
@@ -219,6 +219,7 @@ class Drive:
         step = saga[attempt.step]
         target = step.compensation if attempt.compensation else step
         assert target is not None  # decide starts only compensations that exist
+        keys = self.driving.store.key_ring  # opens the secret fields of the input and results
         ctx = StepContext(
             saga_id=state.saga_id,
             saga_name=saga.name,
@@ -226,15 +227,14 @@ class Drive:
             attempt=attempt.attempt,
             idempotency_key=idempotency_key(state.saga_id, step.name,
                                             compensation=attempt.compensation),
-            input=_input(saga, state),
-            results=_results(saga, state),
-            result=_parsed(step.output_model, state.steps[step.name].result)
-            if attempt.compensation else None,
+            input=step_input(saga, state, keys),
+            results=step_results(saga, state, keys),
+            result=step_result(saga, state, step.name, keys) if attempt.compensation else None,
             deadline=state.deadline,
             attempt_deadline=attempt.timeout_at,
             compensating=attempt.compensation,
         )
-        return _Call(target, ctx)
+        return _Call(sealed_target(target, ctx, keys), ctx)
 
 
 @dataclass(frozen=True, slots=True)
@@ -252,16 +252,3 @@ class _Call:
         with leases.kept(self.ctx.saga_id):
             return run_attempt(t.fn, self.ctx, is_async=t.is_async, retry=t.retry, timeout=timeout)
 
-
-def _input(saga: Saga, state: SagaState) -> Any:
-    if saga.input_model is None:
-        return state.input
-    return saga.input_model.model_validate(state.input)
-
-
-def _results(saga: Saga, state: SagaState) -> dict[str, Any]:
-    return {name: _parsed(saga[name].output_model, value) for name, value in state.results.items()}
-
-
-def _parsed(model: Any, value: Any) -> Any:
-    return value if model is None or value is None else model.model_validate(value)

@@ -57,6 +57,7 @@ __all__ = [
     "is_envelope",
     "key_id",
     "load_secret_json",
+    "open_json",
     "redact_json",
     "resolve_key_ring",
 ]
@@ -334,6 +335,12 @@ def load_secret_json(model: type[M], data: Any, *, keys: KeyRing | None, context
     the key id) or :class:`SecretDecryptionFailed`; never shows a key or a secret.
     """
     return model.model_validate(_walk_open(data, keys, context, ""))
+
+
+def open_json(data: Any, keys: KeyRing | None, context: str = "") -> Any:
+    """Stored JSON with every envelope opened to its plain ``str`` or ``bytes``: for comparing
+    two stored values, never for showing one. Raises as :func:`load_secret_json`."""
+    return _walk_open(data, keys, context, "")
 
 
 def redact_json(data: Any) -> Any:

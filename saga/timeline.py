@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from . import events as ev
+from .sealing import redacted
 from .state import fold
 from .store.base import EventLog, StoredEvent
 from .text import escape
@@ -232,7 +233,7 @@ def show(store: EventLog, saga_id: str) -> Iterator[str]:
 
     Raises :class:`~saga.SagaNotFound` (before the first line) if the saga does not exist.
     """
-    return timeline(saga_id, (s.event for s in stream(store, saga_id)))
+    return timeline(saga_id, (s.event for s in redacted(stream(store, saga_id))))  # secrets as stars
 
 
 def render(saga_id: str, events: Iterable[ev.Event]) -> str:

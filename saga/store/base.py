@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 from .. import events as ev
 from ..clock import Clock, SystemClock, Wakeup
 from ..errors import InvalidInput, PayloadTooLarge
+from ..secrets import KeyRing, resolve_key_ring
 from ..state import SagaStatus
 
 __all__ = [
@@ -107,6 +108,9 @@ class EventLog(ABC):
     a live lease. That check is the fence against a worker that lost its
     lease without noticing.
     """
+
+    key_ring: KeyRing | None = None
+    """The keys that seal and open secret fields (``None``: no key is set)."""
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -275,6 +279,8 @@ class EventStore(EventLog):
     ``"skip"`` does not look (for :meth:`upgrade`). Either way a database whose
     schema is behind is refused until ``saga db upgrade`` runs, and one from a
     newer version of this library is refused as such.
+    ``encryption_key`` (text as in ``$SAGA_ENCRYPTION_KEY``, which is read
+    when it is not given) seals secret fields (see :mod:`saga.secrets`).
     ``max_payload`` bounds the JSON size of one event (inputs, outputs,
     errors): larger ones raise :class:`~saga.PayloadTooLarge` before anything
     is written. Bad URLs and databases that cannot be opened raise
@@ -298,7 +304,9 @@ class EventStore(EventLog):
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         schema: SchemaMode = "create",
+        encryption_key: str | KeyRing | None = None,
     ) -> None:
+        self.key_ring = resolve_key_ring(encryption_key)  # a malformed key fails before anything opens
         if isinstance(max_payload, bool) or not isinstance(max_payload, int) or max_payload < 1:
             raise InvalidInput(f"max_payload must be a positive number of bytes, got {max_payload!r}")
         if schema not in ("create", "require", "skip"):

@@ -17,6 +17,7 @@ from datetime import UTC, datetime
 
 from .. import events as ev
 from ..errors import ConcurrencyError, InvalidInput, LeaseHeld, SagaNotFound
+from ..secrets import KeyRing
 from ..state import SagaStatus
 from .base import (
     DEFAULT_MAX_PAYLOAD,
@@ -70,8 +71,9 @@ class MemoryEventStore(EventStore):
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         schema: SchemaMode = "create",
+        encryption_key: str | KeyRing | None = None,
     ) -> None:
-        super().__init__(url, max_payload=max_payload, schema=schema)
+        super().__init__(url, max_payload=max_payload, schema=schema, encryption_key=encryption_key)
         if url.partition("://")[2] not in ("", "/"):
             raise InvalidInput("a memory store's URL is just memory://")
         self._lock = threading.Lock()

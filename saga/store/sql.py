@@ -29,6 +29,7 @@ from ..errors import (
     SagaNotFound,
     StoreError,
 )
+from ..secrets import KeyRing
 from ..state import SagaStatus
 from . import statements as q
 from .base import (
@@ -120,8 +121,9 @@ class SqlEventStore(SchemaChecks, EventStore):
         *,
         max_payload: int = DEFAULT_MAX_PAYLOAD,
         schema: SchemaMode = "create",
+        encryption_key: str | KeyRing | None = None,
     ) -> None:
-        super().__init__(url, max_payload=max_payload, schema=schema)
+        super().__init__(url, max_payload=max_payload, schema=schema, encryption_key=encryption_key)
         self.engine = self._create_engine(url)
         if schema != "skip":
             self._open(ensure=schema == "create")
