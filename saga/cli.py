@@ -23,6 +23,7 @@ from typing import Any, NoReturn
 from . import operator
 from .coordinator import Coordinator
 from .errors import InvalidInput, SagaError, TargetError
+from .simulate import add_parser as add_simulate_parser
 from .state import SagaStatus
 from .store import EventStore, default_url, redact
 from .targets import load_targets
@@ -250,6 +251,7 @@ def parser() -> argparse.ArgumentParser:
     c.set_defaults(func=_cmd_cancel)
 
     sub.add_parser("demo", help="book two trips with injected faults").set_defaults(func=_cmd_demo)
+    add_simulate_parser(sub)
     return p
 
 

@@ -4,8 +4,8 @@ For one step with ``k`` attempts whose attempts each fail with ``q``
 (independently): success ``1 - q**k``, expected attempts
 ``(1 - q**k) / (1 - q)``, expected time backing off ``sum(d_i * q**i)``
 over the delays ``d_i`` after attempt ``i`` (worst case ``sum(d_i)``). A call
-fails with ``p``; a timeout ``T`` on a latency ``L`` adds ``P(L > T)``
-(independent of ``p``): ``q = 1 - (1 - p)(1 - P(L > T))``; ``n`` replicas
+fails with ``p``; a timeout ``T`` on a latency ``L`` adds ``P(L >= T)``
+(independent of ``p``): ``q = 1 - (1 - p)(1 - P(L >= T))``; ``n`` replicas
 tried in turn fail together with ``q**n``. The saga completes with the
 product over its steps.
 
@@ -19,8 +19,6 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field, replace
-
-from tenacity import RetryCallState
 
 from ..definition import Saga
 from ..policies import Retry
@@ -52,19 +50,13 @@ def nominal_delays(retry: Retry, limit: int) -> list[float]:
 
     A policy with full jitter waits a random time up to this delay.
     """
-    wait = getattr(retry.wait, "window", retry.wait)  # full jitter draws from [0, window]
-    out = []
     count = limit if retry.attempts is None else min(limit, retry.attempts - 1)
-    for attempt in range(1, count + 1):
-        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        out.append(float(wait(state)))
-    return out
+    return [retry.delay(attempt) for attempt in range(1, count + 1)]
 
 
 def has_jitter(retry: Retry) -> bool:
     """Whether the policy draws its delays at random."""
-    return hasattr(retry.wait, "window")
+    return retry.jitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +114,8 @@ class SagaPrediction:
 
 
 def _attempt_failure(model: CallModel, timeout: float | None) -> tuple[float, float, float]:
-    """``(p, P(L > T), q)`` for one attempt."""
-    over = 0.0 if timeout is None else model.latency.exceeds(timeout)
+    """``(p, P(L >= T), q)`` for one attempt."""
+    over = 0.0 if timeout is None else model.latency.reaches(timeout)
     per_replica = 1.0 - (1.0 - model.fail) * (1.0 - over)
     return model.fail, over, per_replica ** model.replicas
 

@@ -37,8 +37,8 @@ class SimulatedTimeout(Exception):
 
 
 def open_store() -> EventStore:
-    """The store a simulation runs on: a private in-memory SQLite database."""
-    return EventStore("sqlite://")
+    """The store a simulation runs on: a private in-memory log (``memory://``)."""
+    return EventStore("memory://")
 
 
 @dataclass(slots=True)
@@ -114,9 +114,12 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
         start = (now - epoch).total_seconds()
         end = (clock.now() - epoch).total_seconds()
         recorder.attempt(ctx.step, start, end, timed_out=draw.timed_out)
+        # A timed-out draw has moved the clock to the attempt's limit. Once the coordinator
+        # records an attempt that returns at or after its limit (on its clock) as timed out,
+        # these two lines go and the attempt simply returns there.
         if draw.timed_out:
             raise SimulatedTimeout(f"{ctx.step}: still running at its limit ({limit:.3g}s)")
-        if not draw.ok:
+        if not draw.ok and not draw.timed_out:
             raise SimulatedFault(f"{ctx.step}: simulated failure "
                                  f"({draw.replicas_tried} replica(s) tried)")
 
