@@ -45,6 +45,11 @@ class Distribution(ABC):
         """``P(L > limit)``."""
         return 1.0 - self.cdf(limit)
 
+    @property
+    def longest(self) -> float:
+        """The longest latency it can draw (``inf`` when it has no upper bound)."""
+        return math.inf
+
     def reaches(self, limit: float) -> float:
         """``P(L >= limit)``: the chance a call times out under a limit of ``limit`` seconds
         (an attempt that returns at its limit counts as timed out)."""
@@ -65,6 +70,10 @@ class Fixed(Distribution):
 
     @property
     def mean(self) -> float:
+        return self.value
+
+    @property
+    def longest(self) -> float:
         return self.value
 
     def reaches(self, limit: float) -> float:
@@ -149,6 +158,10 @@ class Uniform(Distribution):
     def mean(self) -> float:
         return (self.low + self.high) / 2
 
+    @property
+    def longest(self) -> float:
+        return self.high
+
     def spec(self) -> str:
         return f"uniform:{self.low:g},{self.high:g}"
 
@@ -174,6 +187,10 @@ class Empirical(Distribution):
     @property
     def mean(self) -> float:
         return fsum(self.values) / len(self.values)
+
+    @property
+    def longest(self) -> float:
+        return self.values[-1]
 
     def reaches(self, limit: float) -> float:
         return 1.0 - bisect_left(self.values, limit) / len(self.values)

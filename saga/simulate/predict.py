@@ -131,9 +131,26 @@ def _limit(retry: Retry, q: float) -> int:
     return max(1, min(10_000, math.ceil(math.log(_UNLIMITED_CUTOFF) / math.log(q))))
 
 
+def _longest(saga: Saga, scenario: Scenario) -> float:
+    """An upper bound on a saga's time going forward (``inf`` when nothing bounds it): every
+    step uses every attempt, each lasting its timeout or its longest latency, and every
+    retry waits its full delay."""
+    total = 0.0
+    for s in saga.steps:
+        retry = scenario.retry(saga, s.name)
+        if retry.attempts is None:
+            return math.inf
+        timeout = scenario.step_timeout(saga, s.name)
+        model = scenario.call(s.name)
+        longest = model.latency.longest * model.replicas
+        each = longest if timeout is None else min(timeout, longest)
+        total += retry.attempts * each + sum(nominal_delays(retry, retry.attempts - 1))
+    return total
+
+
 def _effects(saga: Saga, scenario: Scenario) -> list[Effect]:
     found: list[Effect] = []
-    if saga.deadline is not None:
+    if saga.deadline is not None and _longest(saga, scenario) >= saga.deadline:
         found.append(Effect("deadline", f"the saga's deadline ({saga.deadline:g}s) stops attempts "
                             "and cuts timeouts short; the formulas count every attempt"))
     for s in saga.steps:
