@@ -428,7 +428,7 @@ def _readme_example() -> str:
     readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
     section = readme.split("\n## Testing your sagas\n", 1)[1].split("\n## ", 1)[0]
     [block] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
-    assert block.startswith("# test_trip.py\n")
+    assert isinstance(block, str) and block.startswith("# test_trip.py\n")
     return block
 
 
