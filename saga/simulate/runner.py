@@ -20,7 +20,7 @@ from ..coordinator import Coordinator
 from ..definition import Saga, StepContext
 from ..errors import InvalidInput
 from ..store import EventStore
-from .model import CallModel, seeded
+from .model import AttemptDraw, CallModel, seeded
 from .spec import Scenario
 
 __all__ = ["Measurements", "SagaRun", "SimulatedFault", "SimulatedTimeout", "StepRun", "simulate"]
@@ -34,6 +34,13 @@ class SimulatedFault(Exception):
 
 class SimulatedTimeout(Exception):
     """A simulated call was still running at its attempt's time limit (retryable)."""
+
+
+def _say_timed_out(draw: AttemptDraw, step: str) -> None:
+    """Raise :class:`SimulatedTimeout` for a draw cut at its limit (the coordinator then
+    records the attempt as failed with that error, not as timed out)."""
+    if draw.timed_out:
+        raise SimulatedTimeout(f"{step}: still running at its time limit")
 
 
 def open_store() -> EventStore:
@@ -116,9 +123,8 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
         recorder.attempt(ctx.step, start, end, timed_out=draw.timed_out)
         # A timed-out draw has moved the clock to the attempt's limit. Once the coordinator
         # records an attempt that returns at or after its limit (on its clock) as timed out,
-        # these two lines go and the attempt simply returns there.
-        if draw.timed_out:
-            raise SimulatedTimeout(f"{ctx.step}: still running at its limit ({limit:.3g}s)")
+        # the next line goes and the attempt simply returns there.
+        _say_timed_out(draw, ctx.step)
         if not draw.ok and not draw.timed_out:
             raise SimulatedFault(f"{ctx.step}: simulated failure "
                                  f"({draw.replicas_tried} replica(s) tried)")
