@@ -11,9 +11,8 @@ time passes; sagas run one after another so that each one's times are its own.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..clock import VirtualClock
 from ..coordinator import Coordinator
@@ -102,9 +101,6 @@ class _Recorder:
         run.timeouts += timed_out
 
 
-Work = Callable[[StepContext], Coroutine[Any, Any, None]]
-
-
 def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
                recorder: _Recorder) -> Saga:
     """A copy of ``saga`` whose steps and compensations are simulated calls."""
@@ -129,34 +125,17 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
             raise SimulatedFault(f"{ctx.step}: simulated failure "
                                  f"({draw.replicas_tried} replica(s) tried)")
 
-    def call(model: CallModel, limited: bool) -> Work | Callable[[StepContext], None]:
-        if not limited:
-            return lambda ctx: work(model, ctx)
-
-        # With a time limit the executor would run a plain function on a thread and wait
-        # for it in real time, which a busy machine could outlast. An ``async`` function
-        # that never awaits runs to its end in one step of the event loop, before any
-        # real-time limit can fire.
-        async def simulated(ctx: StepContext) -> None:
-            work(model, ctx)
-
-        return simulated
+    def call(model: CallModel) -> Callable[[StepContext], None]:
+        return lambda ctx: work(model, ctx)
 
     def undo(ctx: StepContext) -> None:
         return None
 
-    async def undo_within_limit(ctx: StepContext) -> None:
-        return None
-
     for s in saga.steps:
-        timeout = scenario.step_timeout(saga, s.name)
-        limited = timeout is not None or saga.deadline is not None
         step = copy.step(name=s.name, retry=scenario.retry(saga, s.name),
-                         timeout=timeout)(call(scenario.call(s.name), limited))
+                         timeout=scenario.step_timeout(saga, s.name))(call(scenario.call(s.name)))
         if s.compensation is not None:
-            limit = s.compensation.timeout
-            step.compensate(retry=s.compensation.retry, timeout=limit)(
-                undo if limit is None else undo_within_limit)
+            step.compensate(retry=s.compensation.retry, timeout=s.compensation.timeout)(undo)
     return copy
 
 
