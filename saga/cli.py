@@ -27,6 +27,7 @@ from .errors import InvalidInput, SagaError, TargetError
 from .history import timeline as timeline_data
 from .sealing import redacted, require_keys
 from .secrets import generate_key, resolve_key_ring
+from .simulate import add_parser as add_simulate_parser
 from .state import SagaStatus
 from .store import EventStore, default_url, redact
 from .targets import load_targets
@@ -315,6 +316,7 @@ def parser() -> argparse.ArgumentParser:
     k = sub.add_parser("key", help="manage encryption keys for secret fields")
     k_sub = k.add_subparsers(dest="key_command", required=True, metavar="ACTION")
     k_sub.add_parser("generate", help="print a new random key").set_defaults(func=_cmd_key_generate)
+    add_simulate_parser(sub)
     return p
 
 

@@ -183,6 +183,27 @@ class Retry:
             description=description,
         )
 
+    # -- what the policy is --------------------------------------------------------------
+
+    @property
+    def jitter(self) -> bool:
+        """Whether each delay is drawn at random (full jitter: uniformly from ``[0, delay(n)]``)."""
+        return isinstance(self.wait, _SeededFullJitter)
+
+    def delay(self, attempt: int) -> float:
+        """The delay after attempt ``attempt`` (from 1) failed, without jitter and without
+        the attempt limit: with :attr:`jitter`, the top of the range the delay is drawn from.
+
+        What the policy would wait is :meth:`next_delay`; this is its nominal
+        schedule, e.g. for predicting the time spent backing off.
+        """
+        if isinstance(attempt, bool) or not isinstance(attempt, int) or attempt < 1:
+            raise PolicyError(f"attempt must be a whole number of at least 1, got {attempt!r}")
+        wait = self.wait.window if isinstance(self.wait, _SeededFullJitter) else self.wait
+        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
+        state.attempt_number = attempt
+        return float(wait(state))
+
     # -- decisions ----------------------------------------------------------------------
 
     def is_retryable(self, error: BaseException) -> bool:

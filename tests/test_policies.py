@@ -290,3 +290,20 @@ def test_every_failure_is_in_the_log_with_its_next_time(
     assert len(failed) == 1 and len(started) == 2
     assert isinstance(failed[0].event, ev.StepAttemptFailed)
     assert failed[0].event.next_attempt_at == started[1].event.at
+
+
+def test_the_nominal_schedule_and_jitter_are_public() -> None:
+    exponential = Retry.exponential(initial=1.0, maximum=8.0, attempts=6)
+    assert [exponential.delay(n) for n in range(1, 7)] == [1.0, 2.0, 4.0, 8.0, 8.0, 8.0]
+    assert not exponential.jitter
+    jittered = Retry.exponential(initial=1.0, maximum=8.0, attempts=6, jitter=True)
+    assert jittered.jitter
+    assert [jittered.delay(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 8.0, 8.0]
+    drawn, _ = jittered.next_delay(attempt=3, elapsed=0.0, seed="k")
+    assert drawn is not None and 0.0 <= drawn <= jittered.delay(3)
+    fixed = Retry.fixed(2.5, attempts=2)
+    assert (fixed.delay(1), fixed.delay(7), fixed.jitter) == (2.5, 2.5, False)
+    assert Retry.none().delay(1) == 0.0
+    for bad in (0, -1, 1.5, True, "2"):
+        with pytest.raises(PolicyError, match="attempt must be a whole number of at least 1"):
+            fixed.delay(bad)  # type: ignore[arg-type]

@@ -105,3 +105,23 @@ def test_distributions_from_a_logs_figures() -> None:
     assert p.steps["fetch"].timeout_failure == pytest.approx(0.5)
     with pytest.raises(ValueError, match="at least one value"):
         Empirical([])
+
+
+def test_a_deadline_out_of_reach_is_not_named() -> None:
+    # hurried: 5 attempts 1 s apart can pass its 2.5 s deadline; a 60 s deadline they cannot
+    relaxed = Saga("relaxed", deadline=60.0)
+    relaxed.step(name="call", retry=Retry.fixed(1.0, attempts=5), timeout=10.0)(lambda ctx: None)
+    assert predict(relaxed, Scenario(), samples=10).effects == []
+    # ... unless unbounded latencies, cut only by a 20 s timeout, could take that long
+    unbounded = Scenario(latency={"call": LogNormal(0.0, 1.0)}, timeout={"call": 20.0})
+    assert [e.name for e in predict(relaxed, unbounded, samples=10).effects] == ["deadline"]
+
+
+def test_an_attempt_that_reaches_its_limit_times_out() -> None:
+    assert Fixed(2.0).reaches(2.0) == 1.0 and Fixed(2.0).exceeds(2.0) == 0.0
+    observed = Empirical([1.0, 2.0, 2.0, 3.0])
+    assert observed.reaches(2.0) == 0.75 and observed.exceeds(2.0) == 0.25
+    assert (Fixed(2.0).longest, observed.longest, LogNormal(0, 1).longest) == (2.0, 3.0, math.inf)
+    # a fixed latency equal to the timeout fails every attempt, as the coordinator counts it
+    p = predict(slow, Scenario(latency={"fetch": Fixed(1.5)}), samples=10)
+    assert p.steps["fetch"].timeout_failure == 1.0 and p.steps["fetch"].success == 0.0

@@ -7,12 +7,13 @@ happened beside what the retry policies predict analytically.
     print(report.table())
 """
 
-from .command import add_arguments, choose, run
+from .command import add_arguments, add_parser, choose, command, run
 from .distributions import Distribution, Empirical, Exponential, Fixed, LogNormal, Uniform
+from .fromlog import LogProfile, StepProfile, read_profile
 from .intervals import mean_interval, percentile, percentile_interval, wilson
 from .measure import Figure, Summary, summarise
 from .model import CallModel
-from .plot import PlotUnavailable, check_plot_path, draw, plot
+from .plot import PlotUnavailable, check_plot_path, draw, plot, require_matplotlib
 from .predict import Effect, SagaPrediction, StepPrediction, predict
 from .report import Disagreement, Report, build_report
 from .runner import Measurements, SagaRun, SimulatedFault, SimulatedTimeout, StepRun, simulate
@@ -28,6 +29,7 @@ __all__ = [
     "Figure",
     "Fixed",
     "LogNormal",
+    "LogProfile",
     "Measurements",
     "PlotUnavailable",
     "Report",
@@ -37,13 +39,16 @@ __all__ = [
     "SimulatedFault",
     "SimulatedTimeout",
     "StepPrediction",
+    "StepProfile",
     "StepRun",
     "Summary",
     "Uniform",
     "add_arguments",
+    "add_parser",
     "build_report",
     "check_plot_path",
     "choose",
+    "command",
     "draw",
     "mean_interval",
     "parse_distribution",
@@ -52,6 +57,8 @@ __all__ = [
     "percentile_interval",
     "plot",
     "predict",
+    "read_profile",
+    "require_matplotlib",
     "run",
     "simulate",
     "summarise",

@@ -10,7 +10,7 @@ from __future__ import annotations
 import math
 import random
 from abc import ABC, abstractmethod
-from bisect import bisect_right
+from bisect import bisect_left, bisect_right
 from dataclasses import dataclass
 from math import fsum
 from statistics import NormalDist
@@ -42,8 +42,18 @@ class Distribution(ABC):
         that cannot be, a short description."""
 
     def exceeds(self, limit: float) -> float:
-        """``P(L > limit)``: the chance a call runs past a timeout of ``limit`` seconds."""
+        """``P(L > limit)``."""
         return 1.0 - self.cdf(limit)
+
+    @property
+    def longest(self) -> float:
+        """The longest latency it can draw (``inf`` when it has no upper bound)."""
+        return math.inf
+
+    def reaches(self, limit: float) -> float:
+        """``P(L >= limit)``: the chance a call times out under a limit of ``limit`` seconds
+        (an attempt that returns at its limit counts as timed out)."""
+        return self.exceeds(limit)
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,6 +71,13 @@ class Fixed(Distribution):
     @property
     def mean(self) -> float:
         return self.value
+
+    @property
+    def longest(self) -> float:
+        return self.value
+
+    def reaches(self, limit: float) -> float:
+        return 1.0 if self.value >= limit else 0.0
 
     def spec(self) -> str:
         return f"fixed:{self.value:g}"
@@ -141,6 +158,10 @@ class Uniform(Distribution):
     def mean(self) -> float:
         return (self.low + self.high) / 2
 
+    @property
+    def longest(self) -> float:
+        return self.high
+
     def spec(self) -> str:
         return f"uniform:{self.low:g},{self.high:g}"
 
@@ -166,6 +187,13 @@ class Empirical(Distribution):
     @property
     def mean(self) -> float:
         return fsum(self.values) / len(self.values)
+
+    @property
+    def longest(self) -> float:
+        return self.values[-1]
+
+    def reaches(self, limit: float) -> float:
+        return 1.0 - bisect_left(self.values, limit) / len(self.values)
 
     def spec(self) -> str:
         return f"empirical ({len(self.values)} values)"

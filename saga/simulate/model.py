@@ -50,19 +50,20 @@ class CallModel:
         """Whether every attempt fails: every call fails, or every latency passes ``limit``."""
         if self.fail >= 1.0:
             return True
-        return limit is not None and self.latency.exceeds(limit) >= 1.0
+        return limit is not None and self.latency.reaches(limit) >= 1.0
 
     def attempt(self, rng: random.Random, limit: float | None) -> AttemptDraw:
         """Draw one attempt that must end within ``limit`` seconds (``None``: no limit).
 
-        A call whose latency would cross ``limit`` is cut there: the attempt
-        lasts exactly ``limit`` and counts as timed out.
+        A call whose latency would reach ``limit`` is cut there: the attempt
+        lasts exactly ``limit`` and counts as timed out (as the coordinator
+        counts an attempt that returns at or after its limit).
         """
         elapsed = 0.0
         for tried in range(1, self.replicas + 1):
             latency = self.latency.draw(rng)
             failed = rng.random() < self.fail
-            if limit is not None and elapsed + latency > limit:
+            if limit is not None and elapsed + latency >= limit:
                 return AttemptDraw(limit, ok=False, timed_out=True, replicas_tried=tried)
             elapsed += latency
             if not failed:

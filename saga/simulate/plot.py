@@ -17,11 +17,20 @@ if TYPE_CHECKING:
 
     from .report import Report
 
-__all__ = ["PlotUnavailable", "check_plot_path", "draw", "plot"]
+__all__ = ["PlotUnavailable", "check_plot_path", "draw", "plot", "require_matplotlib"]
 
 
 class PlotUnavailable(SagaError):
-    """Plotting needs matplotlib: pip install 'saga-coordinator[plot]'."""
+    """--plot needs matplotlib: pip install 'saga-coordinator[plot]'"""
+
+
+def require_matplotlib() -> None:
+    """Raise :class:`PlotUnavailable` unless matplotlib can be imported (checked before a
+    simulation runs, so nothing is wasted)."""
+    try:
+        import matplotlib.figure  # noqa: F401
+    except ImportError:
+        raise PlotUnavailable() from None
 
 
 def check_plot_path(path: str | os.PathLike[str]) -> Path:

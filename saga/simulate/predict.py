@@ -4,8 +4,8 @@ For one step with ``k`` attempts whose attempts each fail with ``q``
 (independently): success ``1 - q**k``, expected attempts
 ``(1 - q**k) / (1 - q)``, expected time backing off ``sum(d_i * q**i)``
 over the delays ``d_i`` after attempt ``i`` (worst case ``sum(d_i)``). A call
-fails with ``p``; a timeout ``T`` on a latency ``L`` adds ``P(L > T)``
-(independent of ``p``): ``q = 1 - (1 - p)(1 - P(L > T))``; ``n`` replicas
+fails with ``p``; a timeout ``T`` on a latency ``L`` adds ``P(L >= T)``
+(independent of ``p``): ``q = 1 - (1 - p)(1 - P(L >= T))``; ``n`` replicas
 tried in turn fail together with ``q**n``. The saga completes with the
 product over its steps.
 
@@ -19,8 +19,6 @@ from __future__ import annotations
 import math
 import random
 from dataclasses import dataclass, field, replace
-
-from tenacity import RetryCallState
 
 from ..definition import Saga
 from ..policies import Retry
@@ -52,19 +50,13 @@ def nominal_delays(retry: Retry, limit: int) -> list[float]:
 
     A policy with full jitter waits a random time up to this delay.
     """
-    wait = getattr(retry.wait, "window", retry.wait)  # full jitter draws from [0, window]
-    out = []
     count = limit if retry.attempts is None else min(limit, retry.attempts - 1)
-    for attempt in range(1, count + 1):
-        state = RetryCallState(None, None, (), {})  # type: ignore[arg-type]
-        state.attempt_number = attempt
-        out.append(float(wait(state)))
-    return out
+    return [retry.delay(attempt) for attempt in range(1, count + 1)]
 
 
 def has_jitter(retry: Retry) -> bool:
     """Whether the policy draws its delays at random."""
-    return hasattr(retry.wait, "window")
+    return retry.jitter
 
 
 @dataclass(frozen=True, slots=True)
@@ -122,8 +114,8 @@ class SagaPrediction:
 
 
 def _attempt_failure(model: CallModel, timeout: float | None) -> tuple[float, float, float]:
-    """``(p, P(L > T), q)`` for one attempt."""
-    over = 0.0 if timeout is None else model.latency.exceeds(timeout)
+    """``(p, P(L >= T), q)`` for one attempt."""
+    over = 0.0 if timeout is None else model.latency.reaches(timeout)
     per_replica = 1.0 - (1.0 - model.fail) * (1.0 - over)
     return model.fail, over, per_replica ** model.replicas
 
@@ -139,9 +131,26 @@ def _limit(retry: Retry, q: float) -> int:
     return max(1, min(10_000, math.ceil(math.log(_UNLIMITED_CUTOFF) / math.log(q))))
 
 
+def _longest(saga: Saga, scenario: Scenario) -> float:
+    """An upper bound on a saga's time going forward (``inf`` when nothing bounds it): every
+    step uses every attempt, each lasting its timeout or its longest latency, and every
+    retry waits its full delay."""
+    total = 0.0
+    for s in saga.steps:
+        retry = scenario.retry(saga, s.name)
+        if retry.attempts is None:
+            return math.inf
+        timeout = scenario.step_timeout(saga, s.name)
+        model = scenario.call(s.name)
+        longest = model.latency.longest * model.replicas
+        each = longest if timeout is None else min(timeout, longest)
+        total += retry.attempts * each + sum(nominal_delays(retry, retry.attempts - 1))
+    return total
+
+
 def _effects(saga: Saga, scenario: Scenario) -> list[Effect]:
     found: list[Effect] = []
-    if saga.deadline is not None:
+    if saga.deadline is not None and _longest(saga, scenario) >= saga.deadline:
         found.append(Effect("deadline", f"the saga's deadline ({saga.deadline:g}s) stops attempts "
                             "and cuts timeouts short; the formulas count every attempt"))
     for s in saga.steps:

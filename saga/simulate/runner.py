@@ -11,16 +11,15 @@ time passes; sagas run one after another so that each one's times are its own.
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Coroutine
+from collections.abc import Callable
 from dataclasses import dataclass, field
-from typing import Any
 
 from ..clock import VirtualClock
 from ..coordinator import Coordinator
 from ..definition import Saga, StepContext
 from ..errors import InvalidInput
 from ..store import EventStore
-from .model import CallModel, seeded
+from .model import AttemptDraw, CallModel, seeded
 from .spec import Scenario
 
 __all__ = ["Measurements", "SagaRun", "SimulatedFault", "SimulatedTimeout", "StepRun", "simulate"]
@@ -36,9 +35,16 @@ class SimulatedTimeout(Exception):
     """A simulated call was still running at its attempt's time limit (retryable)."""
 
 
+def _say_timed_out(draw: AttemptDraw, step: str) -> None:
+    """Raise :class:`SimulatedTimeout` for a draw cut at its limit (the coordinator then
+    records the attempt as failed with that error, not as timed out)."""
+    if draw.timed_out:
+        raise SimulatedTimeout(f"{step}: still running at its time limit")
+
+
 def open_store() -> EventStore:
-    """The store a simulation runs on: a private in-memory SQLite database."""
-    return EventStore("sqlite://")
+    """The store a simulation runs on: a private in-memory log (``memory://``)."""
+    return EventStore("memory://")
 
 
 @dataclass(slots=True)
@@ -95,9 +101,6 @@ class _Recorder:
         run.timeouts += timed_out
 
 
-Work = Callable[[StepContext], Coroutine[Any, Any, None]]
-
-
 def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
                recorder: _Recorder) -> Saga:
     """A copy of ``saga`` whose steps and compensations are simulated calls."""
@@ -114,40 +117,25 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
         start = (now - epoch).total_seconds()
         end = (clock.now() - epoch).total_seconds()
         recorder.attempt(ctx.step, start, end, timed_out=draw.timed_out)
-        if draw.timed_out:
-            raise SimulatedTimeout(f"{ctx.step}: still running at its limit ({limit:.3g}s)")
-        if not draw.ok:
+        # A timed-out draw has moved the clock to the attempt's limit. Once the coordinator
+        # records an attempt that returns at or after its limit (on its clock) as timed out,
+        # the next line goes and the attempt simply returns there.
+        _say_timed_out(draw, ctx.step)
+        if not draw.ok and not draw.timed_out:
             raise SimulatedFault(f"{ctx.step}: simulated failure "
                                  f"({draw.replicas_tried} replica(s) tried)")
 
-    def call(model: CallModel, limited: bool) -> Work | Callable[[StepContext], None]:
-        if not limited:
-            return lambda ctx: work(model, ctx)
-
-        # With a time limit the executor would run a plain function on a thread and wait
-        # for it in real time, which a busy machine could outlast. An ``async`` function
-        # that never awaits runs to its end in one step of the event loop, before any
-        # real-time limit can fire.
-        async def simulated(ctx: StepContext) -> None:
-            work(model, ctx)
-
-        return simulated
+    def call(model: CallModel) -> Callable[[StepContext], None]:
+        return lambda ctx: work(model, ctx)
 
     def undo(ctx: StepContext) -> None:
         return None
 
-    async def undo_within_limit(ctx: StepContext) -> None:
-        return None
-
     for s in saga.steps:
-        timeout = scenario.step_timeout(saga, s.name)
-        limited = timeout is not None or saga.deadline is not None
         step = copy.step(name=s.name, retry=scenario.retry(saga, s.name),
-                         timeout=timeout)(call(scenario.call(s.name), limited))
+                         timeout=scenario.step_timeout(saga, s.name))(call(scenario.call(s.name)))
         if s.compensation is not None:
-            limit = s.compensation.timeout
-            step.compensate(retry=s.compensation.retry, timeout=limit)(
-                undo if limit is None else undo_within_limit)
+            step.compensate(retry=s.compensation.retry, timeout=s.compensation.timeout)(undo)
     return copy
 
 

@@ -145,7 +145,8 @@ class Scenario:
 
     ``fail``: the chance each call fails (a retryable error); ``latency``: how
     long each call takes; ``replicas``: how many replicas an attempt tries in
-    turn, each with its own draws; ``policy`` and ``timeout`` replace the
+    turn, each with its own draws (for any step: a step's adapters are not
+    visible to the simulator yet); ``policy`` and ``timeout`` replace the
     definition's retry policy and timeout. Steps not named keep the
     definition's policy and timeout, never fail and take no time.
     """

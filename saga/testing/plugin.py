@@ -2,10 +2,11 @@
 
 Registered through the ``pytest11`` entry point, so installing the package
 makes the fixtures available to every test suite. Each test gets a fresh
-store: a temporary SQLite file by default, or a fresh PostgreSQL database
+store: in memory (``memory://``) by default, or a fresh PostgreSQL database
 (made from a migrated template, dropped afterwards) when
 ``$SAGA_TEST_POSTGRES_URL`` names a server. A suite picks another store by
-overriding the ``saga_store_url`` fixture.
+overriding the ``saga_store_url`` fixture (for a SQLite file:
+``return f"sqlite:///{tmp_path / 'saga.db'}"``).
 """
 
 from __future__ import annotations
@@ -33,11 +34,13 @@ __all__ = [
 POSTGRES_ENV = "SAGA_TEST_POSTGRES_URL"
 
 MEMORY_URL = "memory://"
-DEFAULT_BACKEND = "sqlite"  # "memory" once EventStore(MEMORY_URL) is available
+DEFAULT_BACKEND = "memory"
+"""The store a test gets when no PostgreSQL server is named: ``"memory"`` or ``"sqlite"``."""
 
 
 def default_store_url(directory: Path) -> str:
-    """Where a test's store lives when no PostgreSQL server is named."""
+    """Where a test's store lives when no PostgreSQL server is named: in memory by default,
+    or a SQLite file in ``directory`` if :data:`DEFAULT_BACKEND` is ``"sqlite"``."""
     return MEMORY_URL if DEFAULT_BACKEND == "memory" else f"sqlite:///{directory / 'saga.db'}"
 
 
