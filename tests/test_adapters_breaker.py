@@ -232,7 +232,8 @@ def test_the_breaker_follows_its_model(
             clock.advance(arg)
             continue
         now = clock.now()
-        may_call = opened_at is None or now >= opened_at + timedelta(seconds=reset_after)  # microseconds, as datetimes are
+        # to the microsecond, as the breaker compares datetimes
+        may_call = opened_at is None or now >= opened_at + timedelta(seconds=reset_after)
         trial = opened_at is not None and may_call
         planned.append(arg)
         before = len(reached)
