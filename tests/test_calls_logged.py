@@ -252,8 +252,10 @@ def test_saga_call_refuses_bad_definitions(kwargs: dict[str, Any], message: str)
 
 def test_a_request_function_that_returns_no_mapping_fails_the_attempt(sqlite_url: str) -> None:
     saga = Saga("s")
-    saga.call("a", Http("GET", "http://127.0.0.1:9/x"), request=lambda ctx: "oops",
-              retry=Retry.none())
+    def not_a_mapping(ctx: StepContext) -> Any:
+        return "oops"
+
+    saga.call("a", Http("GET", "http://127.0.0.1:9/x"), request=not_a_mapping, retry=Retry.none())
     with EventStore(sqlite_url) as store, Coordinator(store, [saga], clock=VirtualClock()) as c:
         view = c.execute("s")
     error = view.steps["a"].error
