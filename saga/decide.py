@@ -112,17 +112,18 @@ def decide(state: SagaState, saga: Saga, now: datetime) -> Action:
     """
     if state.status.is_active:
         check_fits(state, saga)
+    last: type[ev.SagaCompleted | ev.SagaCompensated]
     if state.status is SagaStatus.RUNNING:
-        rules, last = _RUNNING, Record((ev.SagaCompleted(at=now),))
+        rules, last = _RUNNING, ev.SagaCompleted
     elif state.status is SagaStatus.COMPENSATING:
-        rules, last = _COMPENSATING, Record((ev.SagaCompensated(at=now),))
+        rules, last = _COMPENSATING, ev.SagaCompensated
     else:
         return Rest()
     for rule in rules:
         action = rule(state, saga, now)
         if action is not None:
             return action
-    return last
+    return Record((last(at=now),))
 
 
 # -- running: close what is open, give up what failed, stop if told, else the next step ---------
