@@ -153,8 +153,11 @@ class Drive:
 
     def attempt(self, attempt: StartAttempt, call: _Call) -> None:
         """Run ``attempt`` (its start is committed) and note the events of its outcome."""
-        outcome = call.run(self.driving.clock.now(), self.driving.leases)
-        at = outcome.at or self.driving.clock.now()
+        began = self.driving.clock.now()
+        outcome = call.run(began, self.driving.leases)
+        # A timed-out attempt is recorded at its limit, but never before it began (a limit
+        # already past when it started: the saga's deadline).
+        at = self.driving.clock.now() if outcome.at is None else max(outcome.at, began)
         self.unrecorded = _Unrecorded(attempt, outcome, at)
         self.note(attempt_outcome(
             self.state, self.saga, attempt, result=outcome.result, error=outcome.error,
