@@ -93,36 +93,32 @@ def travel_saga(services: Services) -> Saga:
     """Book a flight, a hotel (primary, else standby) and a car; undo in reverse."""
     flight, car = services.flight.url, services.car.url
     hotels = [services.hotel.url, services.hotel_standby.url]
-    book_flight_at = Http("POST", f"{flight}/bookings")
-    cancel_flight_at = Http("DELETE", f"{flight}/bookings/{{ref}}")
-    book_hotel_at = Failover([Http("POST", f"{h}/bookings") for h in hotels])
-    cancel_hotel_at = Failover([Http("DELETE", f"{h}/bookings/{{ref}}") for h in hotels])
-    rent_car_at = Http("POST", f"{car}/rentals")
     quick = Retry.fixed(0.05, attempts=3)
 
     trip = Saga("travel", input_model=Trip)
-
-    @trip.step(retry=quick, timeout=10)
-    def book_flight(ctx: StepContext) -> Any:
-        return book_flight_at(ctx, json={"to": ctx.input.city})
-
-    @book_flight.compensate(retry=quick)
-    def cancel_flight(ctx: StepContext) -> None:
-        cancel_flight_at(ctx, path={"ref": ctx.result["ref"]})
-
-    @trip.step(retry=quick, timeout=10)
-    def book_hotel(ctx: StepContext) -> Any:
-        return book_hotel_at(ctx, json={"city": ctx.input.city, "nights": ctx.input.nights})
-
-    @book_hotel.compensate(retry=quick)
-    def cancel_hotel(ctx: StepContext) -> None:
-        cancel_hotel_at(ctx, path={"ref": ctx.result["ref"]})
-
-    @trip.step(retry=quick, timeout=10)
-    def rent_car(ctx: StepContext) -> Any:
-        return rent_car_at(ctx, json={"city": ctx.input.city})  # 409 is final: no retry
-
+    trip.call(
+        "book_flight", Http("POST", f"{flight}/bookings"),
+        request=lambda ctx: {"json": {"to": ctx.input.city}},
+        compensate=Http("DELETE", f"{flight}/bookings/{{ref}}"),
+        compensate_request=_booked_ref, retry=quick, compensate_retry=quick, timeout=10,
+    )
+    trip.call(
+        "book_hotel", Failover([Http("POST", f"{h}/bookings") for h in hotels]),
+        request=lambda ctx: {"json": {"city": ctx.input.city, "nights": ctx.input.nights}},
+        compensate=Failover([Http("DELETE", f"{h}/bookings/{{ref}}") for h in hotels]),
+        compensate_request=_booked_ref, retry=quick, compensate_retry=quick, timeout=10,
+    )
+    trip.call(  # a 409 is final: no retry, and the steps before are undone
+        "rent_car", Http("POST", f"{car}/rentals"),
+        request=lambda ctx: {"json": {"city": ctx.input.city}},
+        retry=quick, timeout=10,
+    )
     return trip
+
+
+def _booked_ref(ctx: StepContext) -> dict[str, Any]:
+    """Cancel the booking the step made: its answer names it."""
+    return {"path": {"ref": ctx.result["ref"]}}
 
 
 def main(store_url: str | None = None) -> dict[str, Any]:

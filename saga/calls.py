@@ -12,20 +12,41 @@ from __future__ import annotations
 
 import threading
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
 if TYPE_CHECKING:
     from .clock import Clock
 
-__all__ = ["Call", "CallError", "CallLog", "Outcome", "PendingCall"]
+__all__ = ["Call", "CallAdapter", "CallError", "CallLog", "Outcome", "PendingCall"]
 
 Outcome = Literal["ok", "error", "cancelled", "rejected"]
 """``ok``; ``error`` (it failed); ``cancelled`` (a hedge no longer needed it, or the
 attempt ended while it ran); ``rejected`` (a circuit breaker refused it without calling)."""
 
 _MESSAGE_LIMIT = 500
+
+
+@runtime_checkable
+class CallAdapter(Protocol):
+    """What :meth:`Saga.call <saga.Saga.call>` needs of an adapter (every
+    :class:`saga.adapters.Adapter` is one): a plain call and an ``async`` one,
+    each taking the step's context first and the request as keywords, and a
+    ``target`` saying where calls go."""
+
+    @property
+    def target(self) -> str:
+        """Where calls go (never with a password)."""
+        ...
+
+    def __call__(self, ctx: Any, /, **request: Any) -> Any:
+        """Make the call from a plain step."""
+        ...
+
+    async def acall(self, ctx: Any, /, **request: Any) -> Any:
+        """Make the call from an ``async`` step."""
+        ...
 
 
 class CallError(BaseModel):

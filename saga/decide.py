@@ -19,8 +19,10 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import events as ev
+from .calls import Call
 from .definition import Saga
 from .errors import DefinitionMismatch
+from .policies import Retry
 from .state import NOT_RETRIED, ErrorInfo, Phase, SagaState, SagaStatus, StepState, Track
 
 __all__ = [
@@ -110,17 +112,18 @@ def decide(state: SagaState, saga: Saga, now: datetime) -> Action:
     """
     if state.status.is_active:
         check_fits(state, saga)
+    last: type[ev.SagaCompleted | ev.SagaCompensated]
     if state.status is SagaStatus.RUNNING:
-        rules, last = _RUNNING, Record((ev.SagaCompleted(at=now),))
+        rules, last = _RUNNING, ev.SagaCompleted
     elif state.status is SagaStatus.COMPENSATING:
-        rules, last = _COMPENSATING, Record((ev.SagaCompensated(at=now),))
+        rules, last = _COMPENSATING, ev.SagaCompensated
     else:
         return Rest()
     for rule in rules:
         action = rule(state, saga, now)
         if action is not None:
             return action
-    return last
+    return Record((last(at=now),))
 
 
 # -- running: close what is open, give up what failed, stop if told, else the next step ---------
@@ -255,14 +258,19 @@ def attempt_outcome(
     *,
     result: Any = None,
     error: ErrorInfo | None = None,
+    calls: tuple[Call, ...] = (),
     now: datetime,
 ) -> tuple[ev.Event, ...]:
-    """The events that record how ``attempt`` ended: success with ``result``, or ``error``."""
+    """The events that record how ``attempt`` ended: success with ``result``, or ``error``;
+    ``calls`` are what the attempt's adapters did."""
     if error is None:
         if attempt.compensation:
-            return (ev.StepCompensated(step=attempt.step, attempt=attempt.attempt, at=now),)
-        return (ev.StepSucceeded(step=attempt.step, attempt=attempt.attempt, result=result, at=now),)
-    return (_failure(state, saga, attempt.step, attempt.attempt, attempt.compensation, error, now),)
+            return (ev.StepCompensated(step=attempt.step, attempt=attempt.attempt, calls=calls,
+                                       at=now),)
+        return (ev.StepSucceeded(step=attempt.step, attempt=attempt.attempt, result=result,
+                                 calls=calls, at=now),)
+    return (_failure(state, saga, attempt.step, attempt.attempt, attempt.compensation, error, now,
+                     calls),)
 
 
 def _lost(
@@ -285,8 +293,10 @@ def _failure(  # noqa: PLR0917
     compensation: bool,
     error: ErrorInfo,
     now: datetime,
+    calls: tuple[Call, ...] = (),
 ) -> ev.Event:
-    """The failed-attempt event: whether the policy retries it, and when."""
+    """The failed-attempt event: whether the policy retries it, and when (no sooner than
+    the error's ``retry_after``)."""
     s = state.step(step_name)
     track = s.compensation if compensation else s.forward
     step = saga.get(step_name)
@@ -314,8 +324,13 @@ def _failure(  # noqa: PLR0917
         )
         if delay is not None:
             next_at = now + timedelta(seconds=delay)
-            if not compensation and state.deadline is not None and next_at >= state.deadline:
-                gave_up, next_at = "the next attempt would start after the saga deadline", None
+            gave_up, next_at = _respect_retry_after(action.retry, error, started, next_at)
+            if next_at is not None and not compensation and state.deadline is not None and (
+                next_at >= state.deadline
+            ):
+                asked = " (the service's Retry-After)" if next_at == error.retry_after else ""
+                gave_up = f"the next attempt would start after the saga deadline{asked}"
+                next_at = None
     cls = ev.CompensationAttemptFailed if compensation else ev.StepAttemptFailed
     return cls(
         step=step_name,
@@ -327,5 +342,20 @@ def _failure(  # noqa: PLR0917
         retried=next_at is not None,
         next_attempt_at=next_at,
         gave_up=gave_up,
+        calls=calls,
         at=now,
     )
+
+
+def _respect_retry_after(
+    retry: Retry, error: ErrorInfo, started: datetime, next_at: datetime
+) -> tuple[str | None, datetime | None]:
+    """``next_at`` moved to the error's ``retry_after`` if that is later; gives up when that
+    is past the policy's ``max_elapsed`` (counted from ``started``)."""
+    after = error.retry_after
+    if after is None or after <= next_at:
+        return None, next_at
+    if retry.max_elapsed is not None and after > started + timedelta(seconds=retry.max_elapsed):
+        return (f"the service asked to be called again at {after.isoformat()} (Retry-After), "
+                f"after max_elapsed ({retry.max_elapsed:g}s)"), None
+    return None, after

@@ -12,7 +12,7 @@ from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
-from .calls import CallLog
+from .calls import CallAdapter, CallLog
 from .clock import Clock, SystemClock
 from .codec import InvalidValue, to_json_value
 from .errors import DefinitionError, InvalidInput, PolicyError
@@ -37,6 +37,8 @@ _NAME = re.compile(r"^[A-Za-z_][A-Za-z0-9_.\-]{0,127}$")
 
 R = TypeVar("R")
 StepFunction = Callable[["StepContext"], Any]
+Request = Mapping[str, Any] | Callable[["StepContext"], Mapping[str, Any]] | None
+"""The keywords an adapter is called with: fixed, or built from the attempt's context."""
 
 _SYSTEM_CLOCK = SystemClock()
 
@@ -93,6 +95,8 @@ class _Action(Generic[R]):
         self.retry = retry
         self.timeout = seconds(timeout, what=f"{name}: timeout")
         self.is_async = inspect.iscoroutinefunction(fn)
+        self.adapter: CallAdapter | None = None
+        """The adapter this action calls, when it was defined with :meth:`Saga.call`."""
 
     def __call__(self, ctx: StepContext) -> R:
         return self.fn(ctx)
@@ -217,18 +221,61 @@ class Saga:
 
         def register(f: StepFunction) -> Step:
             step_name = name if name is not None else getattr(f, "__name__", None)
-            if not isinstance(step_name, str) or not _NAME.match(step_name):
-                raise DefinitionError(f"saga {self.name!r}: invalid step name {step_name!r}")
-            if step_name in self._by_name:
-                raise DefinitionError(
-                    f"saga {self.name!r}: step name {step_name!r} is used twice"
-                )
-            s = Step(f, name=step_name, retry=retry, timeout=timeout)
-            self.steps.append(s)
-            self._by_name[step_name] = s
-            return s
+            return self._add(Step(f, name=self._check_name(step_name), retry=retry, timeout=timeout))
 
         return register if fn is None else register(fn)
+
+    def _check_name(self, step_name: object) -> str:
+        if not isinstance(step_name, str) or not _NAME.match(step_name):
+            raise DefinitionError(f"saga {self.name!r}: invalid step name {step_name!r}")
+        if step_name in self._by_name:
+            raise DefinitionError(f"saga {self.name!r}: step name {step_name!r} is used twice")
+        return step_name
+
+    def _add(self, s: Step) -> Step:
+        self.steps.append(s)
+        self._by_name[s.name] = s
+        return s
+
+    def call(
+        self,
+        name: str,
+        adapter: CallAdapter,
+        *,
+        request: Request = None,
+        compensate: CallAdapter | None = None,
+        compensate_request: Request = None,
+        retry: Retry = DEFAULT_STEP_RETRY,
+        compensate_retry: Retry = DEFAULT_COMPENSATION_RETRY,
+        timeout: float | timedelta | None = None,
+        compensate_timeout: float | timedelta | None = None,
+    ) -> Step:
+        """Add a step that is one call of ``adapter``, undone by one call of ``compensate``.
+
+        ``request`` is the keywords of the call (``json=``, ``params=``,
+        ``path=`` for :class:`~saga.adapters.Http`; ``work=`` for
+        :class:`~saga.adapters.SqlParticipant`): a mapping, or a function of
+        the attempt's :class:`StepContext` that returns one (to send
+        ``ctx.input`` or an earlier step's result); none by default.
+        ``compensate_request`` is the same for the compensation, where
+        ``ctx.result`` is the step's answer. The step's result is the
+        adapter's answer. The adapters are :attr:`Step.adapter` and
+        ``step.compensation.adapter``, for tools that inspect a saga.
+        """
+        self._check_name(name)
+        what = f"saga {self.name!r}: step {name!r}"
+        fn = _calling(adapter, request, what=what)
+        if compensate is None and compensate_request is not None:
+            raise DefinitionError(f"{what}: compensate_request without compensate")
+        undo = None if compensate is None else _calling(
+            compensate, compensate_request, what=f"{what}: compensate"
+        )
+        step = Step(fn, name=name, retry=retry, timeout=timeout)
+        if undo is not None:
+            comp = step.compensate(retry=compensate_retry, timeout=compensate_timeout)(undo)
+            comp.adapter = compensate
+        step.adapter = adapter
+        return self._add(step)
 
     def __getitem__(self, step_name: str) -> Step:
         return self._by_name[step_name]
@@ -258,6 +305,41 @@ class Saga:
 
     def __repr__(self) -> str:
         return f"<Saga {self.name} v{self.version}: {', '.join(s.name for s in self.steps)}>"
+
+
+def _calling(adapter: Any, request: Any, *, what: str) -> StepFunction:
+    """A step function that calls ``adapter`` with ``request``'s keywords."""
+    if not isinstance(adapter, CallAdapter):
+        raise DefinitionError(
+            f"{what}: the adapter must be callable as adapter(ctx, **request) and "
+            f"await adapter.acall(ctx, **request) (e.g. saga.adapters.Http), not {adapter!r}"
+        )
+    if request is None:
+        request = {}
+    if isinstance(request, Mapping):
+        if not all(isinstance(k, str) for k in request):
+            raise DefinitionError(f"{what}: request keys must be keyword names, got {request!r}")
+        fixed = dict(request)
+
+        def call(ctx: StepContext) -> Any:
+            return adapter(ctx, **fixed)
+
+    elif callable(request):
+        build = request
+
+        def call(ctx: StepContext) -> Any:
+            made = build(ctx)
+            if not isinstance(made, Mapping):
+                raise DefinitionError(f"{what}: request returned {made!r}, not a mapping of keywords")
+            return adapter(ctx, **made)
+
+    else:
+        raise DefinitionError(
+            f"{what}: request must be a mapping of keywords or a function of the context, "
+            f"not {request!r}"
+        )
+    call.__name__ = call.__qualname__ = f"call {adapter.target}"
+    return call
 
 
 def _one_line(error: Exception) -> str:

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import events as ev
+from .calls import CallLog
 from .clock import Clock
 from .decide import Action, Record, Rest, StartAttempt, Wait, attempt_outcome, decide, idempotency_key
 from .definition import Compensation, Saga, Step, StepContext
@@ -152,11 +153,15 @@ class Drive:
 
     def attempt(self, attempt: StartAttempt, call: _Call) -> None:
         """Run ``attempt`` (its start is committed) and note the events of its outcome."""
-        outcome = call.run(self.driving.clock.now(), self.driving.leases)
-        at = self.driving.clock.now()
+        began = self.driving.clock.now()
+        outcome = call.run(began, self.driving.leases)
+        # A timed-out attempt is recorded at its limit, but never before it began (a limit
+        # already past when it started: the saga's deadline).
+        at = self.driving.clock.now() if outcome.at is None else max(outcome.at, began)
         self.unrecorded = _Unrecorded(attempt, outcome, at)
         self.note(attempt_outcome(
-            self.state, self.saga, attempt, result=outcome.result, error=outcome.error, now=at,
+            self.state, self.saga, attempt, result=outcome.result, error=outcome.error,
+            calls=outcome.calls, now=at,
         ))
 
     def commit_rest(self, action: Wait | Rest) -> None:
@@ -182,7 +187,8 @@ class Drive:
             return
         self.unrecorded = u
         self.note(attempt_outcome(
-            self.state, self.saga, u.attempt, result=u.outcome.result, error=u.outcome.error, now=u.at,
+            self.state, self.saga, u.attempt, result=u.outcome.result, error=u.outcome.error,
+            calls=u.outcome.calls, now=u.at,
         ))
 
     def _fail_unwritable_result(self, too_big: PayloadTooLarge) -> bool:
@@ -195,7 +201,7 @@ class Drive:
         log.warning("saga %s: step %s: %s", self.saga_id, u.attempt.step, too_big)
         error = ErrorInfo(type="PayloadTooLarge", message=f"result too large: {too_big}",
                           retryable=False, lost=True)
-        self.unrecorded = _Unrecorded(u.attempt, Outcome(error=error), u.at)
+        self.unrecorded = _Unrecorded(u.attempt, Outcome(error=error, calls=u.outcome.calls), u.at)
         return True
 
     def _append(self, *, wake_at: datetime | None, hold: bool) -> None:
@@ -233,6 +239,8 @@ class Drive:
             deadline=state.deadline,
             attempt_deadline=attempt.timeout_at,
             compensating=attempt.compensation,
+            calls=CallLog(),
+            clock=self.driving.clock,
         )
         return _Call(sealed_target(target, ctx, keys), ctx)
 

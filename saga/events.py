@@ -13,6 +13,8 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
+from .calls import Call
+
 __all__ = [
     "EVENT_TYPES",
     "CompensationAttemptFailed",
@@ -62,7 +64,17 @@ class _AttemptStart(_Attempt):
     timeout_at: datetime | None = None
 
 
-class _AttemptFailure(_Attempt):
+class _Outcome(_Attempt):
+    """An attempt's end; ``calls`` are what its adapters did, in the order the calls started.
+
+    Schema version 2 added ``calls``; version 1 events read with none.
+    """
+
+    schema_version: ClassVar[int] = 2
+    calls: tuple[Call, ...] = ()
+
+
+class _AttemptFailure(_Outcome):
     error_type: str
     message: str
     timed_out: bool = False
@@ -90,7 +102,7 @@ class StepAttemptFailed(_AttemptFailure):
     """A forward attempt failed, timed out or was lost; says whether and when it is retried."""
 
 
-class StepSucceeded(_Attempt):
+class StepSucceeded(_Outcome):
     """A step's attempt succeeded with this result."""
 
     result: JsonValue = None
@@ -118,7 +130,7 @@ class CompensationAttemptFailed(_AttemptFailure):
     """A compensation attempt failed, timed out or was lost; says whether and when it is retried."""
 
 
-class StepCompensated(_Attempt):
+class StepCompensated(_Outcome):
     """A step's compensation succeeded."""
 
 

@@ -8,25 +8,42 @@ import os
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
+from datetime import datetime
 from queue import SimpleQueue
 from typing import Any, ClassVar
 
+from .calls import Call
 from .codec import InvalidValue, printable, to_json_value
 from .definition import StepContext
 from .policies import Retry
 from .state import ErrorInfo
 
-__all__ = ["Outcome", "run_attempt"]
+__all__ = ["AttemptTimedOut", "Outcome", "run_attempt"]
 
 _MESSAGE_LIMIT = 4000
 
 
+class AttemptTimedOut(Exception):
+    """An attempt ran past its time limit.
+
+    The attempt runner raises it inside itself at the limit; a test's fault
+    injection may raise it from a step to stand for a hang. Either way the
+    attempt is recorded as timed out at its limit, its effect in doubt.
+    """
+
+
 @dataclass(frozen=True, slots=True)
 class Outcome:
-    """What an attempt did: a JSON result, or an error."""
+    """What an attempt did: a JSON result, or an error; ``calls`` its adapters made.
+
+    ``at`` is when to record it, if not when it returned: an attempt timed out
+    is recorded at its limit.
+    """
 
     result: Any = None
     error: ErrorInfo | None = None
+    calls: tuple[Call, ...] = ()
+    at: datetime | None = None
 
 
 def error_name(error: BaseException) -> str:
@@ -45,7 +62,11 @@ def describe(error: BaseException, retry: Retry) -> ErrorInfo:
         message = f"<the error's message could not be read: {type(e).__name__}>"
     if len(message) > _MESSAGE_LIMIT:
         message = message[:_MESSAGE_LIMIT] + f"… ({len(message)} characters)"
-    return ErrorInfo(type=error_name(error), message=message, retryable=retry.is_retryable(error))
+    after = getattr(error, "retry_after", None)
+    if not isinstance(after, datetime) or after.utcoffset() is None:
+        after = None  # only an aware time can be compared with the log's
+    return ErrorInfo(type=error_name(error), message=message, retryable=retry.is_retryable(error),
+                     retry_after=after)
 
 
 _local = threading.local()
@@ -80,7 +101,29 @@ def run_attempt(
     A result the log cannot store (not JSON, or JSON it cannot read back:
     see :func:`~saga.codec.to_json_value`) fails the attempt for good, in
     doubt: the step ran, so its effect may have happened and is compensated.
+
+    An attempt that ends at or after its limit (``ctx.attempt_deadline``) on
+    ``ctx.clock`` is timed out at that limit whatever it returned, so a step
+    that sleeps on a virtual clock past its limit times out as a real one
+    would. The outcome carries the calls ``ctx.calls`` recorded.
     """
+    outcome = _attempt(fn, ctx, is_async=is_async, retry=retry, timeout=timeout)
+    limit = ctx.attempt_deadline
+    if limit is not None and outcome.at is None and ctx.clock.now() >= limit:
+        outcome = _timed_out(ctx, timeout or 0.0)
+    if len(ctx.calls):
+        return Outcome(outcome.result, outcome.error, tuple(ctx.calls.calls()), outcome.at)
+    return outcome
+
+
+def _attempt(
+    fn: Callable[[StepContext], Any],
+    ctx: StepContext,
+    *,
+    is_async: bool,
+    retry: Retry,
+    timeout: float | None,
+) -> Outcome:
     if timeout is not None and timeout <= 0:
         return _timed_out(ctx, 0.0)
     try:
@@ -90,7 +133,7 @@ def run_attempt(
             value = _run_async(fn, ctx, None)
         else:
             value = fn(ctx)
-    except _Timeout:
+    except AttemptTimedOut:
         return _timed_out(ctx, timeout or 0.0)
     except Exception as e:
         return Outcome(error=describe(e, retry))
@@ -105,17 +148,13 @@ def run_attempt(
         ))
 
 
-class _Timeout(Exception):
-    pass
-
-
 def _timed_out(ctx: StepContext, timeout: float) -> Outcome:
     return Outcome(error=ErrorInfo(
         type="AttemptTimedOut",
         message=f"attempt {ctx.attempt} of {ctx.step} was still running at its time limit "
         f"({timeout:.3g}s)",
         timed_out=True,
-    ))
+    ), at=ctx.attempt_deadline)
 
 
 def _run_async(fn: Callable[[StepContext], Any], ctx: StepContext, timeout: float | None) -> Any:
@@ -130,10 +169,10 @@ async def _within(coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
             value = await coro
     except TimeoutError:
         if limit.expired():  # our limit, not a TimeoutError the step raised itself
-            raise _Timeout from None
+            raise AttemptTimedOut from None
         raise
     if limit.expired():  # it swallowed the cancellation and returned late
-        raise _Timeout
+        raise AttemptTimedOut
     return value
 
 
@@ -143,7 +182,7 @@ def _run_in_thread(
     job = _Job(functools.partial(_run_async, fn, timeout=timeout) if is_async else fn, ctx)
     _StepThread.take().give(job)
     if not job.done.acquire(timeout=timeout):
-        raise _Timeout  # the thread runs on; its late result is dropped
+        raise AttemptTimedOut  # the thread runs on; its late result is dropped
     if job.error is not None:
         raise job.error
     return job.value

@@ -4,8 +4,6 @@ from __future__ import annotations
 
 import logging
 import threading
-from collections.abc import Iterator
-from contextlib import contextmanager
 from datetime import timedelta
 
 from .clock import Clock
@@ -35,9 +33,11 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
 
-    @contextmanager
-    def kept(self, saga_id: str) -> Iterator[None]:
-        """Keep the lease on ``saga_id`` renewed for the duration of the block."""
+    def kept(self, saga_id: str) -> _Kept:
+        """Keep the lease on ``saga_id`` renewed for the duration of a ``with`` block."""
+        return _Kept(self, saga_id)
+
+    def _hold(self, saga_id: str) -> None:
         with self._lock:
             self._running.add(saga_id)
             if self._thread is None:
@@ -45,11 +45,10 @@ class LeaseKeeper:
                     target=self._loop, name="saga-lease-renewer", daemon=True
                 )
                 self._thread.start()
-        try:
-            yield
-        finally:
-            with self._lock:
-                self._running.discard(saga_id)
+
+    def _let_go(self, saga_id: str) -> None:
+        with self._lock:
+            self._running.discard(saga_id)
 
     def _loop(self) -> None:
         while not self._closed.wait(self.lease / 3):
@@ -70,3 +69,18 @@ class LeaseKeeper:
     def close(self) -> None:
         """Stop renewing."""
         self._closed.set()
+
+
+class _Kept:
+    """The block during which one saga's lease is kept (a class: it runs once per attempt)."""
+
+    __slots__ = ("_keeper", "_saga_id")
+
+    def __init__(self, keeper: LeaseKeeper, saga_id: str) -> None:
+        self._keeper, self._saga_id = keeper, saga_id
+
+    def __enter__(self) -> None:
+        self._keeper._hold(self._saga_id)
+
+    def __exit__(self, *exc: object) -> None:
+        self._keeper._let_go(self._saga_id)

@@ -68,6 +68,9 @@ class ErrorInfo:
     ``InvalidResult``, ``PayloadTooLarge``); ``retryable`` says whether the
     step's policy may retry this error at all; ``timed_out`` and ``lost`` mark
     an attempt whose effect is in doubt (it may have happened outside).
+    ``retry_after`` is the earliest time the failed service asked to be called
+    again (an HTTP ``Retry-After``, an open circuit breaker): the next attempt
+    starts no sooner. The log records it as the attempt's ``next_attempt_at``.
     """
 
     type: str
@@ -75,6 +78,7 @@ class ErrorInfo:
     retryable: bool = True
     timed_out: bool = False
     lost: bool = False
+    retry_after: datetime | None = None
 
 
 @dataclass(slots=True)

@@ -16,6 +16,7 @@ from collections.abc import Callable, Iterable, Iterator
 from datetime import datetime
 
 from . import events as ev
+from .calls import Call
 from .sealing import redacted
 from .state import fold
 from .store.base import EventLog, StoredEvent
@@ -67,6 +68,17 @@ def _kind(e: ev.Event) -> str:
 def _how(e: _Failure) -> str:
     # lost: no outcome could be recorded (its worker died, or its result was too large)
     return "timed out" if e.timed_out else "ended in doubt" if e.lost else "failed"
+
+
+_NO_TIME = " " * len(f"+{0:8.3f}s")
+
+
+def _call(call: Call) -> str:
+    """One call an attempt's adapter made: what, where, how it ended, how long it took."""
+    how: str = call.outcome
+    if call.error is not None:
+        how += f" {call.error.status}" if call.error.status is not None else f" {call.error.type}"
+    return f"  \N{RIGHTWARDS ARROW} {call.adapter} {call.target}: {how} ({call.duration:.3f}s)"
 
 
 def _describe(e: ev.Event) -> str:
@@ -124,6 +136,9 @@ class _Printer:
     def line(self, e: ev.Event, text: str | None = None) -> None:
         at = f"+{(e.at - (self.origin or e.at)).total_seconds():8.3f}s"
         self.emit(at, escape(_subject(e)), escape(_describe(e) if text is None else text))
+        if text is None:
+            for call in getattr(e, "calls", ()):
+                self.emit(_NO_TIME, "", escape(_call(call)))
 
     def event(self, e: ev.Event) -> None:
         self.origin = self.origin or e.at

@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from ..definition import Compensation, Step, StepContext
+from ..execution import AttemptTimedOut
 from .clock import Hung, SagaTestClock, attempt_deadline
 
 __all__ = ["Fault", "InjectedFailure"]
@@ -28,13 +29,8 @@ class InjectedFailure(Exception):
 
 
 def timed_out() -> BaseException:
-    """The signal that makes the attempt runner record an attempt as timed out.
-
-    ``saga.execution`` keeps it private; this is the one place that names it.
-    """
-    from ..execution import _Timeout
-
-    return _Timeout()
+    """The signal that makes the attempt runner record an attempt as timed out."""
+    return AttemptTimedOut()
 
 
 class Fault:
