@@ -25,6 +25,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import events as ev
+from . import telemetry
 from .clock import Clock
 from .decide import Action, Record, Rest, StartAttempt, Wait, attempt_outcome, decide, idempotency_key
 from .definition import Compensation, Saga, Step, StepContext
@@ -97,6 +98,11 @@ class Drive:
 
         With ``first``, that attempt's start is already in the log and is run first.
         """
+        s = self.state
+        with telemetry.drive(s.saga_id, s.name, s.version, s.trace):
+            return self._run(first)
+
+    def _run(self, first: StartAttempt | None) -> DriveResult:
         action: Action | None = first
         started = first is not None
         conflicts = 0
@@ -152,7 +158,9 @@ class Drive:
 
     def attempt(self, attempt: StartAttempt, call: _Call) -> None:
         """Run ``attempt`` (its start is committed) and note the events of its outcome."""
-        outcome = call.run(self.driving.clock.now(), self.driving.leases)
+        with telemetry.attempt(self.saga.version, call.ctx) as done:
+            outcome = call.run(self.driving.clock.now(), self.driving.leases)
+            done(outcome.error)
         at = self.driving.clock.now()
         self.unrecorded = _Unrecorded(attempt, outcome, at)
         self.note(attempt_outcome(
