@@ -13,6 +13,7 @@ from collections.abc import Mapping
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
+from saga import telemetry
 from saga.definition import StepContext
 
 from .base import Adapter, recorded
@@ -140,13 +141,15 @@ class Http(Adapter):
         path: Mapping[str, Any] | None = None,
     ) -> Any:
         url = self._url(path)
-        with recorded(ctx, self.kind, redact_url(url)):
+        with recorded(ctx, self.kind, redact_url(url)), telemetry.http_call(ctx, self.method, url) as span:
             try:
                 response = self._sync_client().request(
-                    self.method, url, json=json, params=params, headers=self._headers(ctx, headers)
+                    self.method, url, json=json, params=params,
+                    headers=span.inject(self._headers(ctx, headers)),
                 )
             except self._httpx.HTTPError as e:
                 raise self._transport_error(url, e) from e
+            span.status(response.status_code)
             return self._answer(ctx, url, response)
 
     async def acall(
@@ -160,7 +163,7 @@ class Http(Adapter):
         path: Mapping[str, Any] | None = None,
     ) -> Any:
         url = self._url(path)
-        with recorded(ctx, self.kind, redact_url(url)):
+        with recorded(ctx, self.kind, redact_url(url)), telemetry.http_call(ctx, self.method, url) as span:
             # A client per call: an async client belongs to one event loop, and closing it
             # when a hedge cancels this call closes the connection, so the server sees
             # the client go.
@@ -169,10 +172,12 @@ class Http(Adapter):
             ) as client:
                 try:
                     response = await client.request(
-                        self.method, url, json=json, params=params, headers=self._headers(ctx, headers)
+                        self.method, url, json=json, params=params,
+                        headers=span.inject(self._headers(ctx, headers)),
                     )
                 except self._httpx.HTTPError as e:
                     raise self._transport_error(url, e) from e
+            span.status(response.status_code)
             return self._answer(ctx, url, response)
 
     # -- pieces -----------------------------------------------------------------------------

@@ -20,7 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import events as ev
-from . import operator
+from . import operator, telemetry
 from .clock import Clock
 from .decide import Rest, StartAttempt, Wait, decide
 from .definition import Saga
@@ -120,6 +120,7 @@ class Coordinator:
         self._leases = LeaseKeeper(self.store, self.clock, owner=self.worker_id, lease=self.lease)
         self._drives = Driving(self.store, self.clock, self.worker_id, self.lease, self._leases)
         self._driving = _OneAtATime()
+        telemetry.watch(self.store)
 
     # -- definitions ------------------------------------------------------------------------
 
@@ -169,7 +170,8 @@ class Coordinator:
         now = self.clock.now()
         deadline = now + timedelta(seconds=saga.deadline) if saga.deadline else None
         started = ev.SagaStarted(
-            name=saga.name, version=saga.version, input=data, deadline=deadline, at=now
+            name=saga.name, version=saga.version, input=data, deadline=deadline, at=now,
+            trace=telemetry.started_context(),
         )
         return saga, saga_id, started
 

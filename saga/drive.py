@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 
 from . import events as ev
+from . import telemetry
 from .calls import CallLog
 from .clock import Clock
 from .decide import Action, Record, Rest, StartAttempt, Wait, attempt_outcome, decide, idempotency_key
@@ -98,6 +99,11 @@ class Drive:
 
         With ``first``, that attempt's start is already in the log and is run first.
         """
+        s = self.state
+        with telemetry.drive(s.saga_id, s.name, s.version, s.trace):
+            return self._run(first)
+
+    def _run(self, first: StartAttempt | None) -> DriveResult:
         action: Action | None = first
         started = first is not None
         conflicts = 0
@@ -154,7 +160,9 @@ class Drive:
     def attempt(self, attempt: StartAttempt, call: _Call) -> None:
         """Run ``attempt`` (its start is committed) and note the events of its outcome."""
         began = self.driving.clock.now()
-        outcome = call.run(began, self.driving.leases)
+        with telemetry.attempt(self.saga.version, call.ctx) as done:
+            outcome = call.run(began, self.driving.leases)
+            done(outcome.error)
         # A timed-out attempt is recorded at its limit, but never before it began (a limit
         # already past when it started: the saga's deadline).
         at = self.driving.clock.now() if outcome.at is None else max(outcome.at, began)

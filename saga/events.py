@@ -86,12 +86,25 @@ class _AttemptFailure(_Outcome):
 
 
 class SagaStarted(Event):
-    """A saga was started with this input; the first event of every saga."""
+    """A saga was started with this input; the first event of every saga.
 
+    ``trace`` is the W3C trace context (``traceparent``, ``tracestate``) of the
+    code that started it, if it ran in a span (version 2; version 1 has none).
+    """
+
+    schema_version: ClassVar[int] = 2
     name: str
     version: int
     input: JsonValue = None
     deadline: datetime | None = None
+    trace: dict[str, str] | None = None
+
+    def to_data(self) -> dict[str, Any]:
+        """As :meth:`Event.to_data`, leaving ``trace`` out when there is none."""
+        data = super().to_data()
+        if self.trace is None:
+            del data["trace"]
+        return data
 
 
 class StepAttemptStarted(_AttemptStart):

@@ -146,6 +146,7 @@ class SagaState:
     steps: dict[str, StepState] = field(default_factory=dict)
     reason: str | None = None
     cancel_requested: str | None = None
+    trace: dict[str, str] | None = None
 
     def step(self, name: str) -> StepState:
         """The folded state of step ``name`` (created pending when the log has not named it)."""
@@ -166,6 +167,7 @@ class SagaState:
             case ev.SagaStarted():
                 self.name, self.version, self.input = e.name, e.version, e.input
                 self.started_at, self.deadline = e.at, e.deadline
+                self.trace = e.trace
                 self.status = SagaStatus.RUNNING
             case ev.StepAttemptStarted():
                 self.step(e.step).forward.start(e.attempt, e.at)
