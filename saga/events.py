@@ -24,12 +24,15 @@ __all__ = [
     "SagaCompensated",
     "SagaCompleted",
     "SagaFailed",
+    "SagaForked",
     "SagaRetryRequested",
     "SagaStarted",
     "StepAttemptFailed",
     "StepAttemptStarted",
     "StepCompensated",
+    "StepCopied",
     "StepFailed",
+    "StepSkipped",
     "StepSucceeded",
     "parse",
 ]
@@ -74,12 +77,17 @@ class _AttemptFailure(_Attempt):
 
 
 class SagaStarted(Event):
+    # version 2: forked_from (absent in version 1 data, read as None)
+    schema_version: ClassVar[int] = 2
+
     """A saga was started with this input; the first event of every saga."""
 
     name: str
     version: int
     input: JsonValue = None
     deadline: datetime | None = None
+    forked_from: dict[str, str] | None = None
+    """``{"id": ..., "step": ...}`` when an operator forked this saga from another one."""
 
 
 class StepAttemptStarted(_AttemptStart):
@@ -147,12 +155,43 @@ class SagaFailed(Event):
 class SagaRetryRequested(Event):
     """An operator asked a failed saga to resume its compensation."""
 
+    # version 2: by (absent in version 1 data, read as None)
+    schema_version: ClassVar[int] = 2
     reason: str = ""
+    by: str | None = None
 
 
 class SagaCancelRequested(Event):
     """An operator asked a running saga to stop and compensate."""
 
+    schema_version: ClassVar[int] = 2
+    reason: str = ""
+    by: str | None = None
+
+
+class StepSkipped(Event):
+    """An operator marked a stuck step as done, with the result it should have had."""
+
+    step: str
+    result: JsonValue = None
+    by: str
+    reason: str = ""
+
+
+class StepCopied(Event):
+    """A forked saga took a step as succeeded with its original's result (it is not run)."""
+
+    step: str
+    result: JsonValue = None
+    copied_from: str
+
+
+class SagaForked(Event):
+    """An operator started saga ``fork`` as a copy of this one, running from ``step``."""
+
+    fork: str
+    step: str
+    by: str
     reason: str = ""
 
 
@@ -174,6 +213,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SagaFailed,
         SagaRetryRequested,
         SagaCancelRequested,
+        StepSkipped,
+        StepCopied,
+        SagaForked,
     )
 }
 
