@@ -91,8 +91,10 @@ def current_step(state: SagaState) -> str | None:
     """The step an operator may skip: the one step of a running saga that has started
     (in its log) and is not done, with no attempt in flight, before compensation began.
 
-    That step is waiting for a retry, has given up, or has failed for good with
-    its compensation not started yet. ``None`` when there is no such step.
+    That step is waiting for a retry (in a log a worker stopped writing
+    mid-way, it may also have given up or failed for good with compensation
+    not begun yet). A step with an attempt in flight is not skippable: its
+    outcome would be lost. ``None`` when there is no such step.
     """
     if state.status is not SagaStatus.RUNNING or state.cancel_requested is not None:
         return None
