@@ -20,7 +20,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from . import operator
+from .cli_ops import add_commands
 from .colour import paint, wanted
 from .coordinator import Coordinator
 from .errors import InvalidInput, SagaError, TargetError
@@ -133,20 +133,6 @@ def _cmd_history(args: argparse.Namespace) -> int:
             else:
                 print(escape(f"{e.seq:>4}  {e.recorded_at.isoformat(timespec='milliseconds')}  "
                              f"{e.type:<27}  {json.dumps(e.data)}"))
-    return 0
-
-
-def _cmd_retry(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as store:
-        view = operator.retry(store, store.default_clock(), args.id, reason=args.reason)
-    print(f"{escape(args.id)}: {view.status.value} (a worker resumes its compensation)")
-    return 0
-
-
-def _cmd_cancel(args: argparse.Namespace) -> int:
-    with _open(args, create=False) as store:
-        view = operator.cancel(store, store.default_clock(), args.id, reason=args.reason)
-    print(f"{escape(args.id)}: cancel requested ({view.status.value}; a worker compensates it)")
     return 0
 
 
@@ -297,15 +283,7 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true", help="one JSON object per event per line")
     h.set_defaults(func=_cmd_history)
 
-    r = sub.add_parser("retry", help="resume a failed saga's compensation")
-    r.add_argument("id", metavar="ID", type=_saga_id)
-    r.add_argument("--reason", default="")
-    r.set_defaults(func=_cmd_retry)
-
-    c = sub.add_parser("cancel", help="stop a running saga and compensate it")
-    c.add_argument("id", metavar="ID", type=_saga_id)
-    c.add_argument("--reason", default="")
-    c.set_defaults(func=_cmd_cancel)
+    add_commands(sub, _saga_id)  # retry, cancel, skip, fork, check
 
     sub.add_parser("demo", help="book two trips with injected faults").set_defaults(func=_cmd_demo)
 

@@ -313,17 +313,19 @@ class Coordinator:
         """The saga's current state, folded from its log."""
         return view(self.store, saga_id)
 
-    def cancel(self, saga_id: str, *, reason: str = "") -> SagaView:
+    def cancel(self, saga_id: str, *, reason: str = "", by: str | None = None) -> SagaView:
         """Stop a running saga's forward progress; a worker then compensates it.
 
         Cancelling a saga already cancelled is a no-op; a saga that is not
-        running raises :class:`~saga.errors.InvalidOperation`.
+        running raises :class:`~saga.errors.InvalidOperation`. ``by`` (default:
+        the login user) and ``reason`` are recorded in the event.
         """
-        return operator.cancel(self.store, self.clock, saga_id, reason=reason)
+        return operator.cancel(self.store, self.clock, saga_id, reason=reason, by=by)
 
-    def retry(self, saga_id: str, *, reason: str = "") -> SagaView:
-        """Resume a failed saga's compensation, with a fresh attempt budget."""
-        return operator.retry(self.store, self.clock, saga_id, reason=reason)
+    def retry(self, saga_id: str, *, reason: str = "", by: str | None = None) -> SagaView:
+        """Resume a failed saga's compensation, with a fresh attempt budget (``by``, ``reason``
+        recorded as for :meth:`cancel`)."""
+        return operator.retry(self.store, self.clock, saga_id, reason=reason, by=by)
 
     def close(self) -> None:
         """Stop the lease renewer (the store stays open)."""

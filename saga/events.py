@@ -26,12 +26,15 @@ __all__ = [
     "SagaCompensated",
     "SagaCompleted",
     "SagaFailed",
+    "SagaForked",
     "SagaRetryRequested",
     "SagaStarted",
     "StepAttemptFailed",
     "StepAttemptStarted",
     "StepCompensated",
+    "StepCopied",
     "StepFailed",
+    "StepSkipped",
     "StepSucceeded",
     "parse",
 ]
@@ -89,7 +92,9 @@ class SagaStarted(Event):
     """A saga was started with this input; the first event of every saga.
 
     ``trace`` is the W3C trace context (``traceparent``, ``tracestate``) of the
-    code that started it, if it ran in a span (version 2; version 1 has none).
+    code that started it, if it ran in a span; ``forked_from`` names the saga and
+    step an operator forked it from. Both are version 2; version 1 data has
+    neither and reads as ``None``.
     """
 
     schema_version: ClassVar[int] = 2
@@ -98,12 +103,15 @@ class SagaStarted(Event):
     input: JsonValue = None
     deadline: datetime | None = None
     trace: dict[str, str] | None = None
+    forked_from: dict[str, str] | None = None
+    """``{"id": ..., "step": ...}`` when an operator forked this saga from another one."""
 
     def to_data(self) -> dict[str, Any]:
-        """As :meth:`Event.to_data`, leaving ``trace`` out when there is none."""
+        """As :meth:`Event.to_data`, leaving ``trace`` and ``forked_from`` out when absent."""
         data = super().to_data()
-        if self.trace is None:
-            del data["trace"]
+        for optional in ("trace", "forked_from"):
+            if data[optional] is None:
+                del data[optional]
         return data
 
 
@@ -172,12 +180,43 @@ class SagaFailed(Event):
 class SagaRetryRequested(Event):
     """An operator asked a failed saga to resume its compensation."""
 
+    # version 2: by (absent in version 1 data, read as None)
+    schema_version: ClassVar[int] = 2
     reason: str = ""
+    by: str | None = None
 
 
 class SagaCancelRequested(Event):
     """An operator asked a running saga to stop and compensate."""
 
+    schema_version: ClassVar[int] = 2
+    reason: str = ""
+    by: str | None = None
+
+
+class StepSkipped(Event):
+    """An operator marked a stuck step as done, with the result it should have had."""
+
+    step: str
+    result: JsonValue = None
+    by: str
+    reason: str = ""
+
+
+class StepCopied(Event):
+    """A forked saga took a step as succeeded with its original's result (it is not run)."""
+
+    step: str
+    result: JsonValue = None
+    copied_from: str
+
+
+class SagaForked(Event):
+    """An operator started saga ``fork`` as a copy of this one, running from ``step``."""
+
+    fork: str
+    step: str
+    by: str
     reason: str = ""
 
 
@@ -199,6 +238,9 @@ EVENT_TYPES: dict[str, type[Event]] = {
         SagaFailed,
         SagaRetryRequested,
         SagaCancelRequested,
+        StepSkipped,
+        StepCopied,
+        SagaForked,
     )
 }
 

@@ -65,9 +65,10 @@ class Attempt:
 
 @dataclass(frozen=True, slots=True)
 class OperatorAction:
-    """An operator's request: ``cancel`` or ``retry``, when, by whom (if recorded) and why."""
+    """An operator's action: ``cancel``, ``retry``, ``skip`` (a step) or ``fork``, when, by whom
+    (if recorded) and why."""
 
-    type: Literal["cancel", "retry"]
+    type: Literal["cancel", "retry", "skip", "fork"]
     at: datetime
     by: str | None
     reason: str
@@ -100,6 +101,12 @@ class Timeline:
             "attempts": [a.to_json() for a in self.attempts],
             "operator_actions": [o.to_json() for o in self.operator_actions],
         }
+
+
+_ACTIONS: dict[type[ev.Event], Literal["cancel", "retry", "skip", "fork"]] = {
+    ev.SagaCancelRequested: "cancel", ev.SagaRetryRequested: "retry",
+    ev.StepSkipped: "skip", ev.SagaForked: "fork",
+}
 
 
 class _Builder:
@@ -138,9 +145,8 @@ class _Builder:
                 a = self.attempt(e.step, isinstance(e, ev.StepCompensated), e.attempt, None)
                 a.ended_at, a.outcome = e.at, "succeeded"
                 a.calls = _calls(stored.data)
-            case ev.SagaCancelRequested() | ev.SagaRetryRequested():
-                cancel = isinstance(e, ev.SagaCancelRequested)
-                kind: Literal["cancel", "retry"] = "cancel" if cancel else "retry"
+            case ev.SagaCancelRequested() | ev.SagaRetryRequested() | ev.StepSkipped() | ev.SagaForked():
+                kind = _ACTIONS[type(e)]
                 by = stored.data.get("by")
                 self.actions.append(OperatorAction(kind, e.at, by if isinstance(by, str) else None, e.reason))
             case _:

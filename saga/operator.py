@@ -1,55 +1,155 @@
-"""Operator actions: cancel a running saga, retry a failed one.
+"""Operator actions: cancel a running saga, retry a failed one, skip its stuck step.
 
 An operator appends without holding the saga's lease (no definition is
 needed, so the command line can do it): the append is fenced by ``seq``
 alone, and a coordinator driving the saga meanwhile notices the new event
-at its next append and reloads.
+at its next append and reloads. Every action records who asked (``by``,
+the login user unless given) and why (``reason``) in its event.
 """
 
 from __future__ import annotations
 
+import getpass
 from collections.abc import Callable
 from datetime import datetime
+from typing import Any, Literal
 
 from . import events as ev
 from .clock import Clock
 from .codec import InvalidValue, to_json_value
 from .errors import ConcurrencyError, InvalidInput, InvalidOperation
 from .reading import load_state
-from .state import SagaState, SagaStatus, SagaView
+from .state import Phase, SagaState, SagaStatus, SagaView
 from .store.base import EventLog
 
-__all__ = ["cancel", "retry"]
+__all__ = [
+    "Request", "cancel", "check_by", "check_reason", "current_step", "default_by", "request",
+    "retry", "skip",
+]
+
+Request = Literal["cancel", "retry"]
+"""An operator's request that a bulk command can make of many sagas."""
 
 _ATTEMPTS = 8
+_MAX_BY = 200
 
 
-def cancel(store: EventLog, clock: Clock, saga_id: str, *, reason: str = "") -> SagaView:
+def default_by() -> str:
+    """Who acts when no one is named: the login user, or ``"unknown"`` if there is none."""
+    try:
+        return getpass.getuser() or "unknown"
+    except (OSError, KeyError):  # no $USER and no passwd entry (a container, say)
+        return "unknown"
+
+
+def cancel(
+    store: EventLog, clock: Clock, saga_id: str, *, reason: str = "", by: str | None = None
+) -> SagaView:
     """Stop a running saga's forward progress; a worker then compensates it.
 
     Cancelling a saga already cancelled is a no-op; a saga that is not
-    running raises :class:`~saga.errors.InvalidOperation`.
+    running raises :class:`~saga.errors.InvalidOperation`. ``by`` (default:
+    the login user) and ``reason`` are recorded in the event.
     """
-    text = _reason(reason)
-    return _append(
-        store, clock, saga_id,
-        allowed=SagaStatus.RUNNING,
-        event=lambda now: ev.SagaCancelRequested(reason=text, at=now),
-        already=lambda s: s.cancel_requested is not None,
-        verb="cancelled",
-    )
+    return request(store, clock, saga_id, "cancel", reason=reason, by=by)[0]
 
 
-def retry(store: EventLog, clock: Clock, saga_id: str, *, reason: str = "") -> SagaView:
+def retry(
+    store: EventLog, clock: Clock, saga_id: str, *, reason: str = "", by: str | None = None
+) -> SagaView:
     """Resume a failed saga's compensation, with a fresh attempt budget."""
-    text = _reason(reason)
-    return _append(
-        store, clock, saga_id,
-        allowed=SagaStatus.FAILED,
-        event=lambda now: ev.SagaRetryRequested(reason=text, at=now),
-        already=lambda s: False,
-        verb="retried",
-    )
+    return request(store, clock, saga_id, "retry", reason=reason, by=by)[0]
+
+
+def request(
+    store: EventLog, clock: Clock, saga_id: str, kind: Request, *, reason: str = "",
+    by: str | None = None,
+) -> tuple[SagaView, bool]:
+    """:func:`cancel` or :func:`retry`, saying also whether an event was appended
+    (``False``: the saga was already cancelled)."""
+    text, who = check_reason(reason), check_by(by)
+    if kind == "cancel":
+        return _append(
+            store, clock, saga_id,
+            allowed=SagaStatus.RUNNING,
+            event=lambda now, _: ev.SagaCancelRequested(reason=text, by=who, at=now),
+            already=lambda s: s.cancel_requested is not None,
+            verb="cancelled",
+        )
+    if kind == "retry":
+        return _append(
+            store, clock, saga_id,
+            allowed=SagaStatus.FAILED,
+            event=lambda now, _: ev.SagaRetryRequested(reason=text, by=who, at=now),
+            already=lambda s: False,
+            verb="retried",
+        )
+    raise InvalidInput(f"unknown request {kind!r}; choose from cancel, retry")
+
+
+def current_step(state: SagaState) -> str | None:
+    """The step an operator may skip: the one step of a running saga that has started
+    (in its log) and is not done, with no attempt in flight, before compensation began.
+
+    That step is waiting for a retry (in a log a worker stopped writing
+    mid-way, it may also have given up or failed for good with compensation
+    not begun yet). A step with an attempt in flight is not skippable: its
+    outcome would be lost. ``None`` when there is no such step.
+    """
+    if state.status is not SagaStatus.RUNNING or state.cancel_requested is not None:
+        return None
+    for s in state.steps.values():
+        if s.forward.phase in (Phase.WAITING, Phase.GAVE_UP, Phase.FAILED):
+            return s.name
+    return None
+
+
+def skip(
+    store: EventLog,
+    clock: Clock,
+    saga_id: str,
+    step: str,
+    *,
+    result: Any = None,
+    reason: str = "",
+    by: str | None = None,
+) -> SagaView:
+    """Mark the saga's stuck step (see :func:`current_step`) as done with ``result``.
+
+    Records :class:`~saga.events.StepSkipped`; the saga goes on with the next
+    step, and later steps and compensations see ``result`` as the step's
+    (the skipped step itself is compensated like one that succeeded). Wakes
+    the saga so a worker continues it now. Skipping any other step raises
+    :class:`~saga.errors.InvalidOperation`; a ``result`` the log cannot
+    store raises :class:`~saga.errors.InvalidInput`.
+    """
+    text, who = check_reason(reason), check_by(by)
+    if not isinstance(step, str) or not step:
+        raise InvalidInput("step must be a non-empty string")
+    try:
+        value = to_json_value(result)
+    except InvalidValue as e:
+        raise InvalidInput(f"result cannot be stored: {e}") from None
+
+    def event(now: datetime, state: SagaState) -> ev.Event:
+        current = current_step(state)
+        if current != step:
+            raise InvalidOperation(f"saga {saga_id}: cannot skip step {step!r}: " + (
+                f"the step to skip is {current!r}" if current is not None
+                else _no_current(state)))
+        return ev.StepSkipped(step=step, result=value, by=who, reason=text, at=now)
+
+    return _append(store, clock, saga_id, allowed=SagaStatus.RUNNING, event=event,
+                   already=lambda s: False, verb="skipped")[0]
+
+
+def _no_current(state: SagaState) -> str:
+    if state.cancel_requested is not None:
+        return "it is cancelled"
+    running = [s.name for s in state.steps.values() if s.forward.phase is Phase.RUNNING]
+    if running:
+        return f"an attempt of step {running[0]!r} is running; wait for its outcome"
+    return "no step is stuck (the saga is between steps)"
 
 
 def _append(
@@ -58,10 +158,10 @@ def _append(
     saga_id: str,
     *,
     allowed: SagaStatus,
-    event: Callable[[datetime], ev.Event],
+    event: Callable[[datetime, SagaState], ev.Event],
     already: Callable[[SagaState], bool],
     verb: str,
-) -> SagaView:
+) -> tuple[SagaView, bool]:
     for _ in range(_ATTEMPTS):
         state = load_state(store, saga_id)
         if state.status is not allowed:
@@ -69,23 +169,40 @@ def _append(
                 f"saga {saga_id} is {state.status.value}: only a {allowed.value} saga can be {verb}"
             )
         if already(state):
-            return state.view()
+            return state.view(), False
         now = clock.now()
-        e = event(now)
+        e = event(now, state)
         state.apply(e)
         try:
             store.append(saga_id, state.seq - 1, [e], status=state.status, wake_at=now, now=now)
         except ConcurrencyError:
             continue
-        return state.view()
+        return state.view(), True
     raise ConcurrencyError(f"saga {saga_id}: the log kept moving; try again")
 
 
-def _reason(reason: object) -> str:
-    if not isinstance(reason, str) or len(reason) > 1000:
-        raise InvalidInput("reason must be a string of at most 1000 characters")
+def check_reason(reason: object) -> str:
+    """``reason`` if the log can store it (a string of at most 1000 characters), else
+    :class:`~saga.errors.InvalidInput`."""
+    return _text(reason, "reason", 1000)
+
+
+def check_by(by: object) -> str:
+    """Who acts: ``by``, or the login user when ``None``; :class:`~saga.errors.InvalidInput`
+    unless a non-empty string of at most 200 characters the log can store."""
+    if by is None:
+        return default_by()
+    text = _text(by, "by", _MAX_BY)
+    if not text.strip():
+        raise InvalidInput("by must name who acts (not blank)")
+    return text
+
+
+def _text(value: object, what: str, limit: int) -> str:
+    if not isinstance(value, str) or len(value) > limit:
+        raise InvalidInput(f"{what} must be a string of at most {limit} characters")
     try:
-        to_json_value(reason)  # valid Unicode, no NUL: what the log can store
+        to_json_value(value)  # valid Unicode, no NUL: what the log can store
     except InvalidValue as e:
-        raise InvalidInput(f"reason cannot be stored: {str(e).removeprefix('$: ')}") from None
-    return reason
+        raise InvalidInput(f"{what} cannot be stored: {str(e).removeprefix('$: ')}") from None
+    return value

@@ -179,6 +179,10 @@ class SagaState:
                 s = self.step(e.step)
                 s.forward.phase = Phase.DONE
                 s.result = e.result
+            case ev.StepSkipped() | ev.StepCopied():
+                s = self.step(e.step)  # taken as succeeded with this result, by an operator
+                s.forward.phase, s.forward.gave_up, s.forward.next_attempt_at = Phase.DONE, None, None
+                s.result, s.failure = e.result, None
             case ev.StepFailed():
                 s = self.step(e.step)
                 s.forward.phase, s.failure = Phase.FAILED, e.reason
@@ -209,6 +213,8 @@ class SagaState:
                         c.budget_start, c.budget_started_at = c.attempts, None
             case ev.SagaCancelRequested():
                 self.cancel_requested = e.reason or "cancelled"
+            case ev.SagaForked():
+                pass  # names the fork; changes nothing here
             case _:
                 raise TypeError(f"cannot fold {type(e).__name__}")
 

@@ -54,7 +54,7 @@ def stream(
 
 def _subject(e: ev.Event) -> str:
     """Whom an event is about: a step, or the saga as a whole."""
-    if isinstance(e, ev.CompensationStarted | ev.SagaFailed):
+    if isinstance(e, ev.CompensationStarted | ev.SagaFailed | ev.SagaForked):
         return "saga"  # they name the step that caused them, but are about the saga
     step = getattr(e, "step", None)
     return step if isinstance(step, str) else "saga"
@@ -85,7 +85,9 @@ def _describe(e: ev.Event) -> str:
     """What happened, in words."""
     match e:
         case ev.SagaStarted():
-            return f"started (input {json.dumps(e.input)})"
+            origin = e.forked_from
+            forked = "" if origin is None else f", forked from saga {origin['id']} at step {origin['step']}"
+            return f"started (input {json.dumps(e.input)}{forked})"
         case ev.StepAttemptStarted() | ev.CompensationAttemptStarted():
             return f"{_kind(e)} {e.attempt} started"
         case ev.StepAttemptFailed() | ev.CompensationAttemptFailed():
@@ -113,10 +115,21 @@ def _describe(e: ev.Event) -> str:
         case ev.SagaFailed():
             return f"failed: compensation of {e.step} gave up; needs an operator"
         case ev.SagaRetryRequested():
-            return "operator asked to retry" + (f": {e.reason}" if e.reason else "")
+            return "operator asked to retry" + _who(e.by, e.reason)
         case ev.SagaCancelRequested():
-            return "operator asked to cancel" + (f": {e.reason}" if e.reason else "")
+            return "operator asked to cancel" + _who(e.by, e.reason)
+        case ev.StepSkipped():
+            return f"skipped by an operator with result {json.dumps(e.result)}" + _who(e.by, e.reason)
+        case ev.StepCopied():
+            return f"copied from saga {e.copied_from}, not run: {json.dumps(e.result)}"
+        case ev.SagaForked():
+            return f"forked as saga {e.fork} from step {e.step}" + _who(e.by, e.reason)
     return type(e).__name__  # pragma: no cover - every event type is matched above
+
+
+def _who(by: str | None, reason: str) -> str:
+    """``: REASON (by NAME)`` for an operator's event, each part only if recorded."""
+    return (f": {reason}" if reason else "") + (f" (by {by})" if by else "")
 
 
 class _Printer:

@@ -85,7 +85,8 @@ def check_log_invariants(log: Sequence[Logged], step_order: Sequence[str]) -> No
     compensation runs only for a step that succeeded or is in doubt;
     compensations run newest first; no retry starts before its recorded
     ``next_attempt_at``; a gave-up compensation restarts only after an
-    operator's retry; nothing follows a terminal event but an operator's retry.
+    operator's retry; nothing follows a terminal event but an operator's retry (or a
+    ``SagaForked``). A skipped or copied step counts as succeeded.
     """
     assert [e.seq for e in log] == list(range(1, len(log) + 1)), "seq is not contiguous from 1"
     assert log and isinstance(log[0].event, ev.SagaStarted)
@@ -100,6 +101,8 @@ def check_log_invariants(log: Sequence[Logged], step_order: Sequence[str]) -> No
     terminal = False
     for item in log[1:]:
         e = item.event
+        if isinstance(e, ev.SagaForked):
+            continue  # names a fork; may follow anything, changes nothing
         if terminal:
             assert isinstance(e, ev.SagaRetryRequested), f"{type(e).__name__} after a terminal event"
             terminal = False
@@ -131,7 +134,7 @@ def check_log_invariants(log: Sequence[Logged], step_order: Sequence[str]) -> No
                     assert e.next_attempt_at is not None and e.next_attempt_at >= e.at
                 if not comp and (e.timed_out or e.lost):
                     in_doubt.add(e.step)
-            case ev.StepSucceeded():
+            case ev.StepSucceeded() | ev.StepSkipped() | ev.StepCopied():
                 succeeded.add(e.step)
             case ev.CompensationStarted():
                 assert not compensating, "CompensationStarted twice"

@@ -21,6 +21,8 @@ from saga import (
     VirtualClock,
 )
 from saga import events as ev
+from saga.fork import fork
+from saga.operator import skip
 from saga.reading import view as read_view
 from tests.helpers import WorkerDied, check_log_invariants, logged, of_type, open_store, snapshot, types
 
@@ -542,8 +544,10 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
         coordinator = Coordinator(store, [saga], clock=clock, poll_interval=60.0)
         ids = {i: coordinator.start("everything", i, saga_id=i)
                for i in ("flaky", "fails", "comp-fails", "cancel")}
+        ids["skipped"] = coordinator.start("everything", "cancel", saga_id="skipped")
         seen_status.add(coordinator.get("cancel").status)
         coordinator.work(until_idle=True)
+        skip(store, clock, "skipped", "two", result="by hand", by="dana")
         # flaky and cancel wait on a forward retry; comp-fails on a compensation retry.
         assert coordinator.get("comp-fails").status is SagaStatus.COMPENSATING
         seen_status.update(coordinator.get(i).status for i in ids)
@@ -555,6 +559,9 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
         fail_comp["on"] = False
         coordinator.retry("comp-fails")
         coordinator.work(until_idle=True)
+        ids["forked"] = fork(store, clock, "fails", from_step="two", input="flaky", by="dana",
+                            new_id="forked")
+        coordinator.work(until_idle=True)
         for i in ids:
             seen_status.add(coordinator.get(i).status)
             seen_types.update(types(store, i))
@@ -565,4 +572,4 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
         assert coordinator.get("cancel").status is SagaStatus.COMPENSATED
     assert seen_status == set(SagaStatus)
     assert seen_types == set(ev.EVENT_TYPES)
-    assert len(seen_types) == 15
+    assert len(seen_types) == 18

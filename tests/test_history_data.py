@@ -148,13 +148,13 @@ def test_an_operator_cancel_is_listed_with_when_and_why(
     assert waiting.status == "running"
 
     cancelled_at = clock.now()
-    coordinator.cancel(saga_id, reason="customer changed plans")
+    coordinator.cancel(saga_id, reason="customer changed plans", by="dana")
     coordinator.run(saga_id)
     history = events_of(sqlite_store, saga_id)
     data = timeline(saga_id, history).to_json()
     assert data["status"] == "compensated"
     assert data["operator_actions"] == [
-        {"type": "cancel", "at": cancelled_at.isoformat(), "by": None, "reason": "customer changed plans"}
+        {"type": "cancel", "at": cancelled_at.isoformat(), "by": "dana", "reason": "customer changed plans"}
     ]
     cancels = [e for e in history if e.type == "SagaCancelRequested"]
     assert len(cancels) == 1 and cancels[0].data["reason"] == "customer changed plans"

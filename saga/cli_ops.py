@@ -1,0 +1,185 @@
+"""The operators' commands of ``saga``: retry and cancel (one saga, or many by filter), skip,
+fork, and the pre-deploy check. :mod:`saga.cli` registers them with :func:`add_commands`.
+
+Every action takes ``--by`` (default: the login user) and ``--reason``, and
+records both in its event.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from . import bulk, operator
+from .check import check
+from .errors import InvalidInput
+from .fork import SAME_INPUT, fork
+from .operator import Request
+from .state import SagaStatus
+from .store import EventStore
+from .targets import load_targets
+from .text import escape, shorten
+from .timespec import parse_window
+
+__all__ = ["add_commands"]
+
+_DONE = {"retry": "retried", "cancel": "cancelled"}
+
+
+def _open(args: argparse.Namespace) -> EventStore:
+    return EventStore(args.db, schema="require")  # opening writes nothing (no schema, no file)
+
+
+def _json(text: str, option: str) -> Any:
+    if text.startswith("@"):
+        path = Path(text[1:])
+        try:
+            text = path.read_text()
+        except OSError as e:
+            raise InvalidInput(
+                f"cannot read {option} file {shorten(str(path))!r}: {e.strerror}") from None
+    try:
+        return json.loads(text)
+    except json.JSONDecodeError as e:
+        raise InvalidInput(f"{option} is not valid JSON: {e}") from None
+
+
+def _filters(args: argparse.Namespace, now: Any) -> bulk.Filters:
+    status = None
+    if args.status is not None:
+        try:
+            status = SagaStatus(args.status)
+        except ValueError:
+            choices = ", ".join(s.value for s in SagaStatus)
+            raise InvalidInput(
+                f"unknown status {shorten(args.status)!r}; choose from {choices}") from None
+    since, until = parse_window(args.since, args.until, now=now)
+    return bulk.Filters(status=status, name=args.name, failed_step=args.failed_step,
+                        error_type=args.error_type, since=since, until=until)
+
+
+def _request(kind: Request) -> Callable[[argparse.Namespace], int]:
+    def command(args: argparse.Namespace) -> int:
+        by, reason = operator.check_by(args.by), operator.check_reason(args.reason)
+        given = [o for o in ("status", "name", "failed_step", "error_type", "since", "until")
+                 if getattr(args, o) is not None]
+        if args.id is not None:
+            if given or args.dry_run:
+                extra = ", ".join("--" + o.replace("_", "-") for o in given) or "--dry-run"
+                raise InvalidInput(f"give a saga ID or filters, not both ({extra} with an ID)")
+            with _open(args) as store:
+                view = operator.request(store, store.default_clock(), args.id, kind,
+                                        reason=reason, by=by)[0]
+            if kind == "retry":  # the single-saga forms print what they always printed
+                print(f"{escape(args.id)}: {view.status.value} (a worker resumes its compensation)")
+            else:
+                print(f"{escape(args.id)}: cancel requested ({view.status.value}; "
+                      "a worker compensates it)")
+            return 0
+        if not given:
+            raise InvalidInput(f"saga {kind} needs a saga ID, or at least one filter (--status, "
+                               "--name, --failed-step, --error-type, --since, --until)")
+        with _open(args) as store:
+            clock = store.default_clock()
+            ids = list(bulk.select(store, _filters(args, clock.now())))
+            if args.dry_run:
+                for saga_id in ids:
+                    print(escape(saga_id))
+                print(f"dry run: {len(ids)} sagas would be {_DONE[kind]}; "
+                      "nothing was written")
+                return 0
+            result = bulk.act(store, clock, ids, kind, reason=reason, by=by)
+        for saga_id in result.acted:
+            print(escape(f"{saga_id}: {_DONE[kind]}"))
+        for saga_id, why in result.skipped:
+            print(escape(f"{saga_id}: skipped ({why})"))
+        print(f"{len(result.acted)} acted on, {len(result.skipped)} skipped")
+        return 0
+
+    return command
+
+
+def _cmd_skip(args: argparse.Namespace) -> int:
+    result = _json(args.result, "--result")
+    with _open(args) as store:
+        view = operator.skip(store, store.default_clock(), args.id, args.step, result=result,
+                             reason=args.reason, by=args.by)
+    print(escape(f"{args.id}: step {args.step} skipped ({view.status.value}; "
+                 "a worker continues with the next step)"))
+    return 0
+
+
+def _cmd_fork(args: argparse.Namespace) -> int:
+    value = SAME_INPUT if args.input is None else _json(args.input, "--input")
+    with _open(args) as store:
+        new_id = fork(store, store.default_clock(), args.id, from_step=args.from_step,
+                      input=value, new_id=args.new_id, reason=args.reason, by=args.by)
+    print(escape(new_id))
+    return 0
+
+
+def _cmd_check(args: argparse.Namespace) -> int:
+    sagas = load_targets(args.targets)
+    with _open(args) as store:
+        problems = list(check(store, sagas))
+    if args.json:
+        print(json.dumps([p.to_json() for p in problems], indent=2))
+    else:
+        for p in problems:
+            print(escape(f"{p.saga_id}  {p.name} v{p.version}  {p.status.value}  {p.kind}: "
+                         f"{p.reason}"))
+        print(f"{len(problems)} sagas in flight cannot continue" if problems
+              else "every saga in flight can continue")
+    return 1 if problems else 0
+
+
+def _who(p: argparse.ArgumentParser) -> None:
+    p.add_argument("--by", default=None, help="who acts (default: the login user)")
+    p.add_argument("--reason", default="", help="why, recorded in the log")
+
+
+def add_commands(
+    sub: argparse._SubParsersAction[Any],
+    saga_id: Callable[[str], str],
+) -> None:
+    """Register ``retry``, ``cancel``, ``skip``, ``fork`` and ``check`` on ``sub``."""
+    helps = {"retry": "resume a failed saga's compensation (one, or many by filter)",
+             "cancel": "stop a running saga and compensate it (one, or many by filter)"}
+    kind: Request
+    for kind in ("retry", "cancel"):
+        r = sub.add_parser(kind, help=helps[kind])
+        r.add_argument("id", metavar="ID", type=saga_id, nargs="?", default=None,
+                       help="the saga; omit it and give filters to act on many")
+        for option in ("--status", "--name", "--failed-step", "--error-type"):
+            r.add_argument(option, default=None)
+        r.add_argument("--since", default=None, help="started at or after (ISO 8601, or 2h, 7d)")
+        r.add_argument("--until", default=None, help="started at or before")
+        r.add_argument("--dry-run", action="store_true",
+                       help="print the ids that would be acted on, and act on none")
+        _who(r)
+        r.set_defaults(func=_request(kind))
+
+    s = sub.add_parser("skip", help="mark a saga's stuck step as done with the given result")
+    s.add_argument("id", metavar="ID", type=saga_id)
+    s.add_argument("step", metavar="STEP")
+    s.add_argument("--result", required=True, help="JSON, or @file holding JSON")
+    _who(s)
+    s.set_defaults(func=_cmd_skip)
+
+    f = sub.add_parser("fork", help="start a copy of a saga that runs from one of its steps")
+    f.add_argument("id", metavar="ID", type=saga_id)
+    f.add_argument("--from", dest="from_step", required=True, metavar="STEP")
+    f.add_argument("--input", default=None, help="JSON, or @file (default: the original's)")
+    f.add_argument("--id", dest="new_id", default=None, type=saga_id,
+                   help="the fork's id (default: a new one)")
+    _who(f)
+    f.set_defaults(func=_cmd_fork)
+
+    c = sub.add_parser("check", help="report the sagas in flight that TARGET's definitions "
+                                      "cannot continue (exit 1 if any)")
+    c.add_argument("targets", nargs="+", metavar="TARGET", help="module or module:attribute")
+    c.add_argument("--json", action="store_true", help="the problems as a JSON list")
+    c.set_defaults(func=_cmd_check)

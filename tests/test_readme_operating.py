@@ -1,0 +1,52 @@
+"""README's "Operating sagas" shows real output: its commands run, in order, on an empty
+database, and print what it shows (times aside)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shlex
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+SAGA = str(Path(sys.executable).with_name("saga"))
+_TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
+_OFFSET = re.compile(r"\+ *\d+\.\d{3}s")
+
+
+def _section() -> str:
+    readme = (ROOT / "README.md").read_text()
+    return readme.split("## Operating sagas\n", 1)[1].split("\n## ", 1)[0]
+
+
+def _steps() -> list[tuple[str, str]]:
+    """Each ``$ saga ...`` command of the section's console blocks, with the output shown."""
+    steps: list[tuple[str, str]] = []
+    for block in re.findall(r"```console\n(.*?)```", _section(), flags=re.S):
+        for line in block.splitlines(keepends=True):
+            if line.startswith("$ "):
+                steps.append((line[2:].strip(), ""))
+            else:
+                command, shown = steps[-1]
+                steps[-1] = (command, shown + line)
+    return steps
+
+
+def _plain(text: str) -> str:
+    return _OFFSET.sub("+T", _TIME.sub("TIME", text))
+
+
+def test_the_operating_section_shows_what_the_commands_print(tmp_path: Path) -> None:
+    steps = _steps()
+    commands = {shlex.split(c)[1] for c, _ in steps}
+    assert {"skip", "fork", "retry", "cancel", "check", "show"} <= commands
+    env = dict(os.environ, SAGA_DATABASE_URL=f"sqlite:///{tmp_path / 'ops.db'}")
+    for command, shown in steps:
+        argv = shlex.split(command)
+        assert argv[0] == "saga"
+        result = subprocess.run([SAGA, *argv[1:]], cwd=ROOT, env=env, capture_output=True,
+                                text=True, timeout=120, check=False)
+        printed = result.stdout + (result.stderr if result.returncode else "")
+        assert _plain(printed) == _plain(shown), command
