@@ -23,7 +23,7 @@ from typing import Any, NoReturn
 from . import operator
 from .coordinator import Coordinator
 from .errors import InvalidInput, SagaError, TargetError
-from .state import SagaStatus
+from .logcommands import add_commands
 from .store import EventStore, default_url, redact
 from .targets import load_targets
 from .text import escape, shorten
@@ -89,19 +89,6 @@ def _cmd_start(args: argparse.Namespace) -> int:
     with EventStore(args.db) as store, Coordinator(store, sagas=sagas) as coordinator:
         saga_id = coordinator.start(args.name, value, saga_id=args.id)
     print(escape(saga_id))
-    return 0
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    if args.status is not None and args.status not in {s.value for s in SagaStatus}:
-        choices = ", ".join(s.value for s in SagaStatus)
-        raise InvalidInput(f"unknown status {shorten(args.status)!r}; choose from {choices}")
-    with _open(args, create=False) as store:
-        rows = store.find(status=args.status, name=args.name, limit=args.limit)
-    for r in rows:
-        wake = "" if r.wake_at is None else f"  next {r.wake_at.isoformat(timespec='seconds')}"
-        print(escape(f"{r.saga_id}  {r.name} v{r.version}  {r.status.value}  "
-                     f"{r.updated_at.isoformat(timespec='seconds')}{wake}"))
     return 0
 
 
@@ -224,11 +211,7 @@ def parser() -> argparse.ArgumentParser:
                    help="saga id (idempotent); default: a new one")
     s.set_defaults(func=_cmd_start)
 
-    ls = sub.add_parser("list", help="list sagas, most recently updated first")
-    ls.add_argument("--status", default=None)
-    ls.add_argument("--name", default=None)
-    ls.add_argument("--limit", type=_positive_int, default=50)
-    ls.set_defaults(func=_cmd_list)
+    add_commands(sub, saga_id=_saga_id, positive_int=_positive_int)  # list, stats, export, audit
 
     sh = sub.add_parser("show", help="a saga's timeline")
     sh.add_argument("id", metavar="ID", type=_saga_id)
