@@ -131,10 +131,13 @@ class _Epoch(sa.sql.expression.FunctionElement[float]):
 
 @compiles(_Epoch, "sqlite")
 def _epoch_sqlite(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    # strftime('%s') gives whole seconds exactly (julianday() would lose tens of microseconds);
-    # the fraction after "YYYY-MM-DDTHH:MM:SS" is read as a number (".123456Z" -> 0.123456, "Z" -> 0)
+    # strftime('%s') gives whole seconds exactly (julianday() would lose tens of microseconds),
+    # of the text without its fraction: SQLite keeps milliseconds, so "36.9997Z" would round up
+    # to 37. The fraction after "YYYY-MM-DDTHH:MM:SS" is read as a number ("0" || ".123456Z" ->
+    # 0.123456, "0" || "Z" -> 0, "0" || "+02:00" -> 0).
     text = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', {text}) AS REAL) + CAST(substr({text}, 20) AS REAL))"
+    whole = f"substr({text}, 1, 19) || ltrim(substr({text}, 20), '.0123456789')"
+    return f"(CAST(strftime('%s', {whole}) AS REAL) + CAST('0' || substr({text}, 20) AS REAL))"
 
 
 @compiles(_Epoch, "postgresql")
