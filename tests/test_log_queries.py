@@ -389,7 +389,8 @@ def _tamper(store: EventStore, *statements: str) -> None:
 
 
 _CHANGE_DATA = {
-    "sqlite": "UPDATE saga_events SET data = json_set(data, '$.attempt', 9) WHERE saga_id = 't-5' AND seq = 3",
+    "sqlite": "UPDATE saga_events SET data = json_set(data, '$.attempt', 9) "
+              "WHERE saga_id = 't-5' AND seq = 3",
     "postgresql": "UPDATE saga_events SET data = jsonb_set(data, '{attempt}', '9') "
                   "WHERE saga_id = 't-5' AND seq = 3",
 }
