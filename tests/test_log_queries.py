@@ -142,7 +142,9 @@ def test_the_attempts_table_and_failed_step_follow_the_events(
     with store.engine.connect() as conn:
         kept = {(r.saga_id, bool(r.compensation), r.step, r.attempt): r
                 for r in conn.execute(sa.select(attempts))}
-        failed = dict(conn.execute(sa.text("SELECT saga_id, failed_step FROM sagas")).all())
+        failed: dict[str, str | None] = {
+            r.saga_id: r.failed_step
+            for r in conn.execute(sa.text("SELECT saga_id, failed_step FROM sagas"))}
     expected = {}
     for saga_id, log in logs.items():
         for a in timeline(saga_id, log).attempts:
@@ -154,6 +156,7 @@ def test_the_attempts_table_and_failed_step_follow_the_events(
     for key, a in expected.items():
         row = kept[key]
         assert (row.outcome, row.error_type) == (a.outcome, a.error_type), key
+        assert a.started_at is not None
         assert row.started_at == pytest.approx(a.started_at.timestamp(), abs=1e-6)
         if a.outcome in ("running", "lost"):
             assert row.duration is None
