@@ -43,11 +43,11 @@ FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
 """
 
 
-def _attempts(accepted: str) -> str:
+def _attempts(accepted: str, *, ends: bool = True) -> str:
     """CTEs writing the attempts of ``:starts`` and ending those of ``:ends`` (documents of
-    :func:`saga.store.chain.attempt_rows`'s rows), for the sagas the CTE ``accepted`` returns
-    with their ``name``."""
-    return f"""started AS (
+    :func:`saga.store.chain.attempt_rows`'s rows; ``ends=False``: no attempt is ended, as in a
+    new saga), for the sagas the CTE ``accepted`` returns with their ``name``."""
+    started = f"""started AS (
     INSERT INTO saga_attempts (saga_id, compensation, step, attempt, name, started_at, ended_at,
                                duration, outcome, error_type)
     SELECT a.saga_id, a.compensation, a.step, a.attempt, {accepted}.name, a.started_at,
@@ -59,7 +59,10 @@ def _attempts(accepted: str) -> str:
     ON CONFLICT (saga_id, compensation, step, attempt) DO UPDATE SET
         name = excluded.name, started_at = excluded.started_at, ended_at = excluded.ended_at,
         duration = excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type
-), ended AS (
+)"""
+    if not ends:
+        return started
+    return started + f""", ended AS (
     UPDATE saga_attempts AS t SET
         ended_at = a.ended_at,
         duration = CASE WHEN a.lost THEN NULL ELSE a.ended_at - t.started_at END,
@@ -68,7 +71,8 @@ def _attempts(accepted: str) -> str:
         saga_id text, compensation boolean, step text, attempt integer, ended_at float8,
         outcome text, error_type text, lost boolean)
     JOIN {accepted} ON {accepted}.saga_id = a.saga_id
-    WHERE t.saga_id = a.saga_id AND t.compensation = a.compensation AND t.step = a.step
+    WHERE t.saga_id = ANY(CAST(:ids AS text[]))  -- lets the planner use the primary key
+      AND t.saga_id = a.saga_id AND t.compensation = a.compensation AND t.step = a.step
       AND t.attempt = a.attempt
 )"""
 
@@ -119,7 +123,7 @@ WITH created AS (
     VALUES (:saga_id, :name, :version, :status, :last_seq, :created_at, :updated_at,
             :wake_at, :lease_owner, :lease_expires_at, :failed_step)
     RETURNING saga_id, name
-), """ + _attempts("created")
+), """ + _attempts("created", ends=False)
 CREATE_WITH_EVENTS = sa.text(_CREATED + "\n" + _insert_events("created"))
 CREATE_WITH_EVENTS_AND_NOTIFY = sa.text(
     _CREATED + ", inserted AS (\n" + _insert_events("created") + ")\n"

@@ -85,7 +85,7 @@ class PostgresEventStore(SqlEventStore):
         stmt = pg.CREATE_WITH_EVENTS_AND_NOTIFY if wake else pg.CREATE_WITH_EVENTS
         with self._write() as conn:
             conn.execute(stmt, {**values, "events": pg.events_document(rows),
-                                "starts": dumps(starts), "ends": "[]"})
+                                "starts": dumps(starts)})
 
     def _append_alone(self, a: Append) -> None:
         # The batch statement with one saga: the fence and the events in one round trip.
