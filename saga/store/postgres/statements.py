@@ -62,18 +62,23 @@ def _attempts(accepted: str, *, ends: bool = True) -> str:
 )"""
     if not ends:
         return started
+    # Ending an attempt is an upsert too: its conflict check goes through the primary key,
+    # where an UPDATE joined to the document may be planned through another index and scan
+    # every attempt of the step. (A duration given as NULL marks a lost attempt.)
     return started + f""", ended AS (
-    UPDATE saga_attempts AS t SET
-        ended_at = a.ended_at,
-        duration = CASE WHEN a.lost THEN NULL ELSE a.ended_at - t.started_at END,
-        outcome = a.outcome, error_type = a.error_type
+    INSERT INTO saga_attempts AS t (saga_id, compensation, step, attempt, name, started_at,
+                                    ended_at, duration, outcome, error_type)
+    SELECT a.saga_id, a.compensation, a.step, a.attempt, {accepted}.name, a.ended_at, a.ended_at,
+           CASE WHEN a.lost THEN NULL ELSE 0 END, a.outcome, a.error_type
     FROM jsonb_to_recordset(CAST(:ends AS jsonb)) AS a(
         saga_id text, compensation boolean, step text, attempt integer, ended_at float8,
         outcome text, error_type text, lost boolean)
     JOIN {accepted} ON {accepted}.saga_id = a.saga_id
-    WHERE t.saga_id = ANY(CAST(:ids AS text[]))  -- lets the planner use the primary key
-      AND t.saga_id = a.saga_id AND t.compensation = a.compensation AND t.step = a.step
-      AND t.attempt = a.attempt
+    ON CONFLICT (saga_id, compensation, step, attempt) DO UPDATE SET
+        ended_at = excluded.ended_at,
+        duration = CASE WHEN excluded.duration IS NULL THEN NULL
+                        ELSE excluded.ended_at - t.started_at END,
+        outcome = excluded.outcome, error_type = excluded.error_type
 )"""
 
 
