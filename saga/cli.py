@@ -20,15 +20,15 @@ from pathlib import Path
 from types import FrameType
 from typing import Any, NoReturn
 
-from .cli_ops import add_commands
+from .cli_ops import add_commands as add_operator_commands
 from .colour import paint, wanted
 from .coordinator import Coordinator
 from .errors import InvalidInput, SagaError, TargetError
 from .history import timeline as timeline_data
+from .logcommands import add_commands as add_log_commands
 from .sealing import redacted, require_keys
 from .secrets import generate_key, resolve_key_ring
 from .simulate import add_parser as add_simulate_parser
-from .state import SagaStatus
 from .store import EventStore, default_url, redact
 from .targets import load_targets
 from .text import escape, shorten
@@ -97,19 +97,6 @@ def _cmd_start(args: argparse.Namespace) -> int:
     with _open(args, create=True) as store, Coordinator(store, sagas=sagas) as coordinator:
         saga_id = coordinator.start(args.name, value, saga_id=args.id)
     print(escape(saga_id))
-    return 0
-
-
-def _cmd_list(args: argparse.Namespace) -> int:
-    if args.status is not None and args.status not in {s.value for s in SagaStatus}:
-        choices = ", ".join(s.value for s in SagaStatus)
-        raise InvalidInput(f"unknown status {shorten(args.status)!r}; choose from {choices}")
-    with _open(args, create=False) as store:
-        rows = store.find(status=args.status, name=args.name, limit=args.limit)
-    for r in rows:
-        wake = "" if r.wake_at is None else f"  next {r.wake_at.isoformat(timespec='seconds')}"
-        print(escape(f"{r.saga_id}  {r.name} v{r.version}  {r.status.value}  "
-                     f"{r.updated_at.isoformat(timespec='seconds')}{wake}"))
     return 0
 
 
@@ -267,11 +254,7 @@ def parser() -> argparse.ArgumentParser:
                    help="saga id (idempotent); default: a new one")
     s.set_defaults(func=_cmd_start)
 
-    ls = sub.add_parser("list", help="list sagas, most recently updated first")
-    ls.add_argument("--status", default=None)
-    ls.add_argument("--name", default=None)
-    ls.add_argument("--limit", type=_positive_int, default=50)
-    ls.set_defaults(func=_cmd_list)
+    add_log_commands(sub, saga_id=_saga_id, positive_int=_positive_int)  # list, stats, export, audit
 
     sh = sub.add_parser("show", help="a saga's timeline")
     sh.add_argument("id", metavar="ID", type=_saga_id)
@@ -283,7 +266,7 @@ def parser() -> argparse.ArgumentParser:
     h.add_argument("--json", action="store_true", help="one JSON object per event per line")
     h.set_defaults(func=_cmd_history)
 
-    add_commands(sub, _saga_id)  # retry, cancel, skip, fork, check
+    add_operator_commands(sub, _saga_id)  # retry, cancel, skip, fork, check
 
     sub.add_parser("demo", help="book two trips with injected faults").set_defaults(func=_cmd_demo)
 

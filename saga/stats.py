@@ -45,6 +45,7 @@ __all__ = [
     "nearest_rank",
     "nth_duration_query",
     "saga_counts_query",
+    "stats_table",
     "step_counts_query",
     "top_errors_query",
 ]
@@ -130,10 +131,13 @@ class _Epoch(sa.sql.expression.FunctionElement[float]):
 
 @compiles(_Epoch, "sqlite")
 def _epoch_sqlite(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    # strftime('%s') gives whole seconds exactly (julianday() would lose tens of microseconds);
-    # the fraction after "YYYY-MM-DDTHH:MM:SS" is read as a number (".123456Z" -> 0.123456, "Z" -> 0)
+    # strftime('%s') gives whole seconds exactly (julianday() would lose tens of microseconds),
+    # of the text without its fraction: SQLite keeps milliseconds, so "36.9997Z" would round up
+    # to 37. The fraction after "YYYY-MM-DDTHH:MM:SS" is read as a number ("0" || ".123456Z" ->
+    # 0.123456, "0" || "Z" -> 0, "0" || "+02:00" -> 0).
     text = compiler.process(element.clauses, **kw)
-    return f"(CAST(strftime('%s', {text}) AS REAL) + CAST(substr({text}, 20) AS REAL))"
+    whole = f"substr({text}, 1, 19) || ltrim(substr({text}, 20), '.0123456789')"
+    return f"(CAST(strftime('%s', {whole}) AS REAL) + CAST('0' || substr({text}, 20) AS REAL))"
 
 
 @compiles(_Epoch, "postgresql")
@@ -326,3 +330,29 @@ def compute_stats(
         dict(sorted(steps.items())),
         top_errors,
     )
+
+
+def _seconds(value: float | None) -> str:
+    return "-" if value is None else f"{value:.3f}"
+
+
+def stats_table(stats: Stats) -> list[str]:
+    """The statistics as lines of text: sagas by outcome, steps by attempts, commonest errors."""
+    lines = []
+    width = max([4, *(len(n) for n in stats.sagas)])
+    lines.append(f"{'saga':<{width}}  {'completed':>9}  {'compensated':>11}  {'failed':>6}  "
+                 f"{'running':>7}")
+    for name, c in stats.sagas.items():
+        lines.append(f"{name:<{width}}  {c.completed:>9}  {c.compensated:>11}  {c.failed:>6}  "
+                     f"{c.running:>7}")
+    width = max([4, *(len(k) for k in stats.steps)])
+    lines += ["", f"{'step':<{width}}  {'attempts':>8}  {'ok':>6}  {'failed':>6}  {'timeout':>7}  "
+              f"{'lost':>5}  {'per ok':>6}  {'p50 s':>8}  {'p95 s':>8}  {'p99 s':>8}"]
+    for key, st in stats.steps.items():
+        ratio = "-" if st.attempts_per_success is None else f"{st.attempts_per_success:.2f}"
+        lines.append(f"{key:<{width}}  {st.attempts:>8}  {st.successes:>6}  {st.failures:>6}  "
+                     f"{st.timeouts:>7}  {st.lost:>5}  {ratio:>6}  {_seconds(st.p50):>8}  "
+                     f"{_seconds(st.p95):>8}  {_seconds(st.p99):>8}")
+    lines += ["", "top errors" if stats.top_errors else "top errors: none"]
+    lines += [f"{n:>8}  {error_type}" for error_type, n in stats.top_errors]
+    return lines

@@ -263,3 +263,26 @@ def test_the_hash_changes_when_any_field_changes(  # noqa: PLR0917
     changed[i] = {0: saga_id + "x", 1: seq + 1, 2: type_ + "x", 3: version + 1, 4: [data],
                   5: "f" * 64 if previous != "f" * 64 else None}[i]
     assert event_hash(*changed) != h
+
+
+_json_values = st.recursive(
+    st.none() | st.booleans() | st.integers(-(2**70), 2**70)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.sampled_from([1.0, -0.0, 1e16, 1.5e300, 2.5, 1e-7])
+    | st.text() | st.sampled_from(["x.0,", "a.0]", "1e+5", "ends.0", "ü\u202e"]),
+    lambda children: st.lists(children, max_size=4) | st.dictionaries(st.text(max_size=5), children,
+                                                                       max_size=4),
+    max_leaves=12,
+)
+
+
+@settings(max_examples=400, deadline=None)
+@given(saga_id=st.text(min_size=1, max_size=8), seq=st.integers(1, 10**6), data=_json_values,
+       previous=st.none() | st.text(alphabet="0123456789abcdef", min_size=64, max_size=64))
+def test_the_hash_is_sha256_over_the_canonical_json_of_its_fields(
+    saga_id: str, seq: int, data: Any, previous: str | None
+) -> None:
+    import hashlib
+
+    body = canonical_json([saga_id, seq, "StepSucceeded", 1, data, previous])
+    assert event_hash(saga_id, seq, "StepSucceeded", 1, data, previous) == hashlib.sha256(body).hexdigest()

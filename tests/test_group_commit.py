@@ -140,7 +140,8 @@ def test_the_batch_statement_finds_sagas_by_primary_key_in_a_large_table(
         conn.exec_driver_sql("ANALYZE sagas")
         plan = conn.execute(
             sa.text("EXPLAIN " + BATCH_APPEND.text),
-            {"sagas": '[{"saga_id": "bulk-7", "expected": 3}]', "events": "[]", "ids": ["bulk-7"]},
+            {"sagas": '[{"saga_id": "bulk-7", "expected": 3}]', "events": "[]", "starts": "[]", "ends": "[]",
+             "ids": ["bulk-7"]},
         ).scalars().all()
     text = "\n".join(plan)
     assert "Index Scan using sagas_pkey" in text, text

@@ -14,6 +14,7 @@ from alembic.migration import MigrationContext
 from saga import SagaStatus
 from saga import events as ev
 from saga.store import migrate, schema
+from saga.store.sql import SqlEventStore
 from tests.helpers import open_store
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
@@ -72,7 +73,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: sa.Engine) -> None:
     # Against an empty database the comparison must find the tables missing:
     # it is not a check that passes whatever the schema.
     missing = {d[1].name for d in _differences(engine) if d[0] == "add_table"}
-    assert missing == {"saga_events", "sagas"}
+    assert missing == {"saga_events", "sagas", "saga_attempts"}
     _upgrade(engine)
     assert _revision(engine) == schema.HEAD
     assert _differences(engine) == []
@@ -93,3 +94,54 @@ def test_a_migrated_database_is_usable_and_a_store_creates_the_schema_itself(
     assert _revision(engine) == schema.HEAD
     assert _differences(engine) == []
 
+
+
+def _hashes(conn: sa.Connection) -> dict[tuple[str, int], str]:
+    e = schema.events.c
+    return {(r.saga_id, r.seq): r.hash for r in conn.execute(sa.select(e.saga_id, e.seq, e.hash))}
+
+
+def test_an_existing_log_is_upgraded_with_hashes_attempts_and_failed_steps(
+    engine: sa.Engine, empty_url: str, tmp_path: Any
+) -> None:
+    from saga.store.queries import audit_verify
+    from tests.test_log_queries import _build
+
+    built = _build(f"sqlite:///{tmp_path / 'source.db'}")  # a real log, written at head
+    source, _, ids = next(built)
+    assert isinstance(source, SqlEventStore)
+    event_cols = ["saga_id", "seq", "type", "schema_version", "data", "recorded_at", "writer"]
+    saga_cols = [c.name for c in schema.sagas.c if c.name != "failed_step"]
+    with source.engine.connect() as conn:
+        old_events = [r._asdict() for r in conn.execute(
+            sa.select(*[schema.events.c[c] for c in event_cols]).order_by(schema.events.c.position))]
+        old_sagas = [r._asdict() for r in conn.execute(sa.select(*[schema.sagas.c[c] for c in saga_cols]))]
+        hashes = _hashes(conn)
+        failed = dict(conn.execute(sa.select(schema.sagas.c.saga_id, schema.sagas.c.failed_step)).all())
+        kept = sorted(tuple(r) for r in conn.execute(sa.select(schema.attempts)))
+    next(built, None)
+
+    with engine.begin() as conn:  # the same log in a database at the first revision
+        migrate.upgrade(conn, "0001")
+        old = sa.MetaData()
+        old.reflect(conn)
+        conn.execute(old.tables["sagas"].insert(), old_sagas)
+        conn.execute(old.tables["saga_events"].insert(), old_events)
+    _upgrade(engine)
+    assert _revision(engine) == schema.HEAD and _differences(engine) == []
+    with engine.connect() as conn:
+        assert _hashes(conn) == hashes
+        assert dict(conn.execute(sa.select(schema.sagas.c.saga_id, schema.sagas.c.failed_step)).all()) \
+            == failed
+        upgraded = sorted(tuple(r) for r in conn.execute(sa.select(schema.attempts)))
+    assert len(upgraded) == len(kept) > 0
+    for a, b in zip(upgraded, kept, strict=True):
+        assert a[:7] == b[:7] and a[8:] == b[8:], (a, b)  # the key, name, times, outcome, error
+        assert (a[7] is None) == (b[7] is None) and (a[7] is None or abs(a[7] - b[7]) < 1e-6)
+    with open_store(empty_url) as store:
+        report = audit_verify(store)
+        assert report.ok and report.sagas == len(ids) and report.events == len(old_events)
+    with engine.begin() as conn:  # down again, with the log in it, and up
+        migrate.downgrade(conn, "0001")
+    _upgrade(engine)
+    assert _differences(engine) == []

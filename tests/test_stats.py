@@ -8,7 +8,7 @@ import math
 import sys
 from collections import Counter, defaultdict
 from collections.abc import Iterator
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -18,6 +18,7 @@ import sqlalchemy as sa
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, StoredEvent, VirtualClock
 from saga.stats import PERCENTILES, Stats, compute_stats, nearest_rank
+from saga.store.schema import attempts
 from saga.store.sql import SqlEventStore
 from tests.helpers import WorkerDied
 
@@ -228,17 +229,15 @@ def test_stats_filtered_by_name_and_since(log: tuple[EventStore, datetime, list[
     assert nothing.to_json() == {"sagas": {}, "steps": {}, "top_errors": []}
 
 
-def test_a_table_of_attempts_kept_beside_the_log_gives_the_same_figures(
+def test_the_attempts_table_the_store_keeps_gives_the_same_figures(
     log: tuple[EventStore, datetime, list[str]]
 ) -> None:
-    store, middle, _ = log
-    bench = _bench()
-    with _engine(store).begin() as conn:
-        bench.fill_attempts(conn)
+    store, middle, ids = log
     with _engine(store).connect() as conn:
         for kw in ({}, {"name": "trip"}, {"since": middle}):
-            assert compute_stats(conn, attempts=bench.ATTEMPTS, **kw) == compute_stats(conn, **kw)
-        assert conn.execute(sa.select(sa.func.count()).select_from(bench.ATTEMPTS)).scalar_one() == sum(
+            check(compute_stats(conn, attempts=attempts, **kw), python_stats(store, ids, **kw))
+            assert compute_stats(conn, attempts=attempts, **kw) == compute_stats(conn, **kw)
+        assert conn.execute(sa.select(sa.func.count()).select_from(attempts)).scalar_one() == sum(
             s.attempts for s in compute_stats(conn).steps.values()
         ) + conn.execute(sa.text(
             "SELECT count(*) FROM saga_events WHERE type = 'CompensationAttemptStarted'")).scalar_one()
@@ -281,3 +280,22 @@ def test_the_benchmark_runs_and_both_attempt_sources_agree(
     out = capsys.readouterr().out
     assert f"{backend}: built " in out and "raw: SELECT count(*) FROM saga_events" in out
     assert "list --failed-step charge" in out and "not run" not in out
+
+
+def test_a_time_whose_fraction_rounds_up_to_the_next_second_is_read_exactly(sql_url: str) -> None:
+    from saga import SagaStatus
+    from saga import events as ev
+
+    start = datetime(2030, 1, 1, 12, 0, 0, 100_000, tzinfo=UTC)
+    end = datetime(2030, 1, 1, 12, 0, 0, 999_713, tzinfo=UTC)  # 0.999713 s: SQLite's ms round up
+    with EventStore(sql_url) as store:
+        store.create("s", [ev.SagaStarted(name="n", version=1, at=start),
+                           ev.StepAttemptStarted(step="a", attempt=1, at=start)],
+                     name="n", version=1, status=SagaStatus.RUNNING, wake_at=None, now=start)
+        store.append("s", 2, [ev.StepSucceeded(step="a", attempt=1, at=end)],
+                     status=SagaStatus.RUNNING, wake_at=None, now=end)
+        with _engine(store).connect() as conn:
+            derived = compute_stats(conn).steps["n/a"]
+            kept = compute_stats(conn, attempts=attempts).steps["n/a"]
+    assert derived.p50 == pytest.approx(0.899713, abs=1e-6)
+    assert kept.p50 == pytest.approx(0.899713, abs=1e-6)

@@ -55,6 +55,8 @@ class StoredEvent:
     writer: str | None = None
     position: int | None = None
     schema_version: int = 1
+    hash: str | None = None
+    """SHA-256 chaining this event to the previous one of its saga (see :mod:`saga.audit`)."""
     _event: ev.Event | None = field(default=None, repr=False, compare=False)
 
     @property

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
 from .. import events as ev
+from ..audit import event_hash
 from ..errors import ConcurrencyError, InvalidInput, LeaseHeld, SagaNotFound
 from ..secrets import KeyRing
 from ..state import SagaStatus
@@ -113,12 +114,18 @@ class MemoryEventStore(EventStore):
             ))
         return out
 
-    def _numbered(self, events: list[StoredEvent]) -> list[StoredEvent]:
-        # positions are given under the lock, so they grow in commit order as in a database
-        return [StoredEvent(saga_id=s.saga_id, seq=s.seq, type=s.type, data=s.data,
-                            recorded_at=s.recorded_at, writer=s.writer,
-                            position=next(self._position), schema_version=s.schema_version,
-                            _event=s.event) for s in events]
+    def _numbered(self, events: list[StoredEvent], previous: str | None) -> list[StoredEvent]:
+        # positions are given under the lock, so they grow in commit order as in a database;
+        # hashes chain from the saga's last event (``previous``), as in a database
+        out = []
+        for s in events:
+            previous = event_hash(s.saga_id, s.seq, s.type, s.schema_version, s.data, previous)
+            out.append(StoredEvent(saga_id=s.saga_id, seq=s.seq, type=s.type, data=s.data,
+                                   recorded_at=s.recorded_at, writer=s.writer,
+                                   position=next(self._position),
+                                   schema_version=s.schema_version, hash=previous,
+                                   _event=s.event))
+        return out
 
     # -- writing ----------------------------------------------------------------------------
 
@@ -145,7 +152,7 @@ class MemoryEventStore(EventStore):
                 wake_at=None if wake_at is None else wake_at.timestamp(),
                 lease_owner=owner if lease_until is not None else None,
                 lease_until=None if lease_until is None else lease_until.timestamp(),
-                events=self._numbered(stored),
+                events=self._numbered(stored, None),
             )
             self._sagas[saga_id] = saga
             self._schedule(saga_id, saga)
@@ -179,7 +186,7 @@ class MemoryEventStore(EventStore):
                                     f"{until.isoformat()}")
                 saga.lease_owner = owner if lease_until is not None else None
                 saga.lease_until = None if lease_until is None else lease_until.timestamp()
-            saga.events.extend(self._numbered(stored))
+            saga.events.extend(self._numbered(stored, saga.events[-1].hash if saga.events else None))
             saga.status = status
             saga.wake_at = None if wake_at is None else wake_at.timestamp()
             saga.updated_at = now

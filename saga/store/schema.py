@@ -5,9 +5,9 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-__all__ = ["HEAD", "events", "metadata", "sagas"]
+__all__ = ["HEAD", "attempts", "events", "metadata", "sagas"]
 
-HEAD = "0001"
+HEAD = "0002"
 """The migration revision this library's code expects (tests check it is Alembic's head)."""
 
 metadata = sa.MetaData()
@@ -26,6 +26,7 @@ events = sa.Table(
     sa.Column("data", JSONData, nullable=False),
     sa.Column("recorded_at", sa.Float(precision=53), nullable=False),
     sa.Column("writer", sa.String(100), nullable=True),
+    sa.Column("hash", sa.String(64), nullable=False),
     sa.UniqueConstraint("saga_id", "seq", name="uq_saga_events_saga_id_seq"),
 )
 
@@ -42,6 +43,7 @@ sagas = sa.Table(
     sa.Column("wake_at", sa.Float(precision=53), nullable=True),
     sa.Column("lease_owner", sa.String(100), nullable=True),
     sa.Column("lease_expires_at", sa.Float(precision=53), nullable=True),
+    sa.Column("failed_step", sa.String(128), nullable=True),
     sa.Index("ix_sagas_status_name", "status", "name"),
     sa.Index(
         "ix_sagas_wake_at",
@@ -49,4 +51,37 @@ sagas = sa.Table(
         sqlite_where=sa.text("wake_at IS NOT NULL"),
         postgresql_where=sa.text("wake_at IS NOT NULL"),
     ),
+    # saga list: newest first, filtered by nothing, status, name or the step that failed
+    sa.Index("ix_sagas_created_at", "created_at", "saga_id"),
+    sa.Index("ix_sagas_status_created_at", "status", "created_at", "saga_id"),
+    sa.Index("ix_sagas_name_created_at", "name", "created_at", "saga_id"),
+    sa.Index(
+        "ix_sagas_failed_step",
+        "failed_step", "created_at", "saga_id",
+        sqlite_where=sa.text("failed_step IS NOT NULL"),
+        postgresql_where=sa.text("failed_step IS NOT NULL"),
+    ),
 )
+
+attempts = sa.Table(
+    "saga_attempts",
+    metadata,
+    sa.Column("saga_id", sa.String(200), primary_key=True),
+    sa.Column("compensation", sa.Boolean, primary_key=True),
+    sa.Column("step", sa.String(128), primary_key=True),
+    sa.Column("attempt", sa.Integer, primary_key=True),
+    sa.Column("name", sa.String(128), nullable=False),
+    sa.Column("started_at", sa.Float(precision=53), nullable=False),
+    sa.Column("ended_at", sa.Float(precision=53), nullable=True),
+    sa.Column("duration", sa.Float(precision=53), nullable=True),
+    sa.Column("outcome", sa.String(16), nullable=False),
+    sa.Column("error_type", sa.String(200), nullable=True),
+    # one covering index: the step counts read it alone, and a percentile walks one step's durations
+    sa.Index("ix_saga_attempts_step", "compensation", "name", "step", "duration", "outcome",
+             "started_at"),
+    sa.Index("ix_saga_attempts_error_type", "error_type", "saga_id",
+             sqlite_where=sa.text("error_type IS NOT NULL"),
+             postgresql_where=sa.text("error_type IS NOT NULL")),
+)
+"""One row per attempt (the columns of :data:`saga.stats.ATTEMPT_COLUMNS`), kept by the store
+in the transaction that appends the attempt's events: what ``saga stats`` reads."""

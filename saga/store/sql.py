@@ -42,6 +42,7 @@ from .base import (
     check_saga_id,
     encoded,
 )
+from .chain import HashCache, attempt_rows, chain, failed_step_of
 from .faults import first_line, retrying
 from .opening import SchemaChecks
 from .schema import events, sagas
@@ -81,7 +82,12 @@ class Append:
 
     saga_id: str
     expected: int
-    rows: list[dict[str, Any]]  # each with "data" (the JSON text, as measured and written)
+    rows: list[dict[str, Any]]  # each with "data" (the JSON text, as measured and written), "hash"
+    datas: list[Any]  # each row's data as JSON values (what its hash covers)
+    chained: bool  # the rows' hashes are chained from the previous event's (else: look it up)
+    starts: list[dict[str, Any]]  # saga_attempts rows the append writes (see saga.store.chain)
+    ends: list[dict[str, Any]]  # saga_attempts rows, started before, that it ends
+    failed_step: str | None  # a StepFailed's step: sagas.failed_step
     status: str
     wake_at: float | None
     now: float
@@ -98,6 +104,7 @@ class Append:
             "b_status": self.status,
             "b_wake_at": self.wake_at,
             "b_now": self.now,
+            "b_failed_step": self.failed_step,
         }
         if self.owner is not None:
             params["b_owner"] = self.owner
@@ -124,6 +131,7 @@ class SqlEventStore(SchemaChecks, EventStore):
         encryption_key: str | KeyRing | None = None,
     ) -> None:
         super().__init__(url, max_payload=max_payload, schema=schema, encryption_key=encryption_key)
+        self._hashes = HashCache()
         self.engine = self._create_engine(url)
         if schema != "skip":
             self._open(ensure=schema == "create")
@@ -144,17 +152,18 @@ class SqlEventStore(SchemaChecks, EventStore):
         with self.engine.connect() as conn:
             yield conn
 
-    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
-                     ) -> None:
-        """Commit a new saga's index row (``values``, as ``CREATE`` takes them) and its first
-        events; ``wake``: the saga is due with no one holding it (tell idle workers)."""
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
+                     starts: list[dict[str, Any]], *, wake: bool) -> None:
+        """Commit a new saga's index row (``values``, as ``CREATE`` takes them), its first
+        events and the attempts they start; ``wake``: the saga is due with no one holding it
+        (tell idle workers)."""
         raise NotImplementedError  # pragma: no cover - every backend writes it its own way
 
     def _append_alone(self, a: Append) -> None:
         """Commit one append in a transaction of its own: its ``seq`` and lease checked in
         the same statement that moves the saga's row on (``APPEND``/``APPEND_FENCED`` or
-        the backend's equivalent), then its events; raises :func:`refusal`'s error if the
-        check fails."""
+        the backend's equivalent), then its events (chained first if ``a.chained`` is false)
+        and attempts; raises :func:`refusal`'s error if the check fails."""
         raise NotImplementedError  # pragma: no cover - every backend writes it its own way
 
     def _commit_append(self, append: Append) -> None:
@@ -164,10 +173,15 @@ class SqlEventStore(SchemaChecks, EventStore):
     # -- writing ----------------------------------------------------------------------------
 
     def _rows(self, saga_id: str, first_seq: int, batch: Sequence[ev.Event], writer: str | None
-              ) -> list[dict[str, Any]]:
+              ) -> tuple[list[dict[str, Any]], list[Any], bool]:
+        """The event rows (hashed), their data, and whether the hashes are chained from the
+        previous event's (known for a new saga and when cached; else the backend looks it up
+        and calls :func:`~saga.store.chain.chain` again)."""
         rows = []
+        datas = []
         for i, e in enumerate(batch):
-            _, text = encoded(saga_id, e, self.max_payload)
+            data, text = encoded(saga_id, e, self.max_payload)
+            datas.append(data)
             rows.append({
                 "saga_id": saga_id,
                 "seq": first_seq + i,
@@ -176,7 +190,14 @@ class SqlEventStore(SchemaChecks, EventStore):
                 "data": text,
                 "writer": writer,
             })
-        return rows
+        previous = None if first_seq == 1 else self._hashes.get(saga_id, first_seq - 1)
+        chain(rows, datas, previous)
+        return rows, datas, first_seq == 1 or previous is not None
+
+    def _remember(self, rows: list[dict[str, Any]]) -> None:
+        """Cache the last hash of rows just committed."""
+        if rows:
+            self._hashes.put(rows[-1]["saga_id"], rows[-1]["seq"], rows[-1]["hash"])
 
     @translated
     def create(
@@ -193,7 +214,8 @@ class SqlEventStore(SchemaChecks, EventStore):
         lease_until: datetime | None = None,
     ) -> bool:
         check_saga_id(saga_id)
-        rows = self._rows(saga_id, 1, batch, owner)
+        rows, _, _ = self._rows(saga_id, 1, batch, owner)
+        starts, _ = attempt_rows(saga_id, batch)
         ts = now.timestamp()
         values = {
             "saga_id": saga_id,
@@ -206,13 +228,15 @@ class SqlEventStore(SchemaChecks, EventStore):
             "wake_at": None if wake_at is None else wake_at.timestamp(),
             "lease_owner": owner if lease_until is not None else None,
             "lease_expires_at": None if lease_until is None else lease_until.timestamp(),
+            "failed_step": failed_step_of(batch),
         }
         try:
-            self._create_saga(values, rows, wake=owner is None and status.is_active)
+            self._create_saga(values, rows, starts, wake=owner is None and status.is_active)
         except sa_exc.IntegrityError:
             # The id is taken (the primary key refuses it, and nothing is written), unless
             # by this very call: a retry after a commit whose outcome was unknown.
             return self._already_written(saga_id, rows)
+        self._remember(rows)
         return True
 
     @translated
@@ -228,11 +252,17 @@ class SqlEventStore(SchemaChecks, EventStore):
         owner: str | None = None,
         lease_until: datetime | None = None,
     ) -> None:
-        rows = self._rows(saga_id, expected_seq + 1, batch, owner)
+        rows, datas, chained = self._rows(saga_id, expected_seq + 1, batch, owner)
+        starts, ends = attempt_rows(saga_id, batch)
         append = Append(
             saga_id=saga_id,
             expected=expected_seq,
             rows=rows,
+            datas=datas,
+            chained=chained,
+            starts=starts,
+            ends=ends,
+            failed_step=failed_step_of(batch),
             status=status.value,
             wake_at=None if wake_at is None else wake_at.timestamp(),
             now=now.timestamp(),
@@ -252,6 +282,7 @@ class SqlEventStore(SchemaChecks, EventStore):
             # these events, the first try committed and this append succeeded.
             if not rows or isinstance(e, LeaseHeld) or not self._already_written(saga_id, rows):
                 raise
+        self._remember(rows)
 
     def _already_written(self, saga_id: str, rows: list[dict[str, Any]]) -> bool:
         """Whether the log holds exactly ``rows`` (same seq, type, writer, data) already."""
@@ -314,10 +345,13 @@ class SqlEventStore(SchemaChecks, EventStore):
                 raise SagaNotFound(f"no saga has id {saga_id!r}")
         return self._stored(saga_id, rows)
 
-    @staticmethod
-    def _stored(saga_id: str, rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
-        """Rows of ``saga_id``'s events (as ``LOAD`` selects them) as stored events."""
-        return [stored_event(saga_id, r) for r in rows]
+    def _stored(self, saga_id: str, rows: Iterable[Sequence[Any]]) -> list[StoredEvent]:
+        """Rows of ``saga_id``'s events (as ``LOAD`` selects them) as stored events (the last
+        one's hash is remembered for the next append)."""
+        out = [stored_event(saga_id, r) for r in rows]
+        if out:
+            self._hashes.put(saga_id, out[-1].seq, out[-1].hash)
+        return out
 
     @translated
     def summary(self, saga_id: str) -> SagaSummary:
@@ -418,13 +452,14 @@ def refusal(row: Sequence[Any] | None, saga_id: str, expected_seq: int) -> SagaE
 
 def stored_event(saga_id: str, row: Sequence[Any]) -> StoredEvent:
     """One row as ``LOAD`` selects it (position, seq, type, schema_version, data, recorded_at,
-    writer; ``data`` decoded) as a stored event."""
-    position, seq, type_, schema_version, data, recorded_at, writer = row
+    writer, hash; ``data`` decoded) as a stored event."""
+    position, seq, type_, schema_version, data, recorded_at, writer, hash_ = row
     try:
         parsed = ev.parse(type_, data, schema_version)
     except ValueError as e:
         raise StoreError(f"saga {saga_id}: event {seq} cannot be read: {e}") from e
     return StoredEvent(
         saga_id=saga_id, seq=seq, type=type_, data=data, recorded_at=q.from_ts(recorded_at),
-        writer=writer, position=position, schema_version=schema_version, _event=parsed,
+        writer=writer, position=position, schema_version=schema_version, hash=hash_,
+        _event=parsed,
     )

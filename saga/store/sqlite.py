@@ -32,6 +32,7 @@ from sqlalchemy.pool import StaticPool
 from ..errors import InvalidInput, SagaNotFound
 from . import statements as q
 from .base import StoredEvent, check_page
+from .chain import chain
 from .schema import events, sagas
 from .sql import Append, SqlEventStore, refusal, stored_event, translated
 from .urls import parse, redact
@@ -44,7 +45,7 @@ _NOW: sa.ColumnElement[float] = sa.literal_column("((julianday('now') - 2440587.
 """SQLite's clock as epoch seconds (for ``recorded_at``)."""
 
 _INSERT = events.insert().values(recorded_at=_NOW)
-_INSERT_KEYS = ["saga_id", "seq", "type", "schema_version", "data", "writer"]
+_INSERT_KEYS = ["saga_id", "seq", "type", "schema_version", "data", "writer", "hash"]
 
 
 class SQLiteEventStore(SqlEventStore):
@@ -102,6 +103,7 @@ class SQLiteEventStore(SqlEventStore):
             ("load", q.LOAD, None),
             ("load_page", q.LOAD_PAGE, None),
             ("exists", q.EXISTS, None),
+            ("previous_hash", q.PREVIOUS_HASH, None),
         ):
             compiled = stmt.compile(dialect=self.engine.dialect, column_keys=keys)
             order = tuple(compiled.positiontup or ())
@@ -148,11 +150,21 @@ class SQLiteEventStore(SqlEventStore):
             sql, order = self._driver_sql["insert"]
             db.executemany(sql, [tuple(r[k] for k in order) for r in rows])  # data: JSON text
 
-    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
-                     ) -> None:
+    @staticmethod
+    def _attempts(db: sqlite3.Connection, starts: list[dict[str, Any]],
+                  ends: list[dict[str, Any]]) -> None:
+        # an append starts and ends an attempt or two: execute() costs less than executemany()
+        for row in starts:
+            db.execute(q.ATTEMPT_START, row)
+        for row in ends:
+            db.execute(q.ATTEMPT_END, row)
+
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
+                     starts: list[dict[str, Any]], *, wake: bool) -> None:
         with self._raw(write=True) as db:
             self._run(db, "create", values)
             self._insert_rows(db, rows)
+            self._attempts(db, starts, [])
 
     def _append_alone(self, a: Append) -> None:
         with self._raw(write=True) as db:
@@ -160,7 +172,12 @@ class SQLiteEventStore(SqlEventStore):
                          ).rowcount != 1:
                 row = self._run(db, "refused", {"b_saga_id": a.saga_id}).fetchone()
                 raise refusal(row, a.saga_id, a.expected)
+            if not a.chained:  # the seq check passed: the previous event is there
+                found = self._run(db, "previous_hash",
+                                  {"b_saga_id": a.saga_id, "b_seq": a.expected}).fetchone()
+                chain(a.rows, a.datas, found[0])
             self._insert_rows(db, a.rows)
+            self._attempts(db, a.starts, a.ends)
 
     @translated
     def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
@@ -170,5 +187,8 @@ class SQLiteEventStore(SqlEventStore):
             rows = self._run(db, "load" if limit is None else "load_page", params).fetchall()
             if not rows and self._run(db, "exists", params).fetchone() is None:
                 raise SagaNotFound(f"no saga has id {saga_id!r}")
-        return [stored_event(saga_id, (p, seq, t, v, json.loads(d), at, w))
-                for p, seq, t, v, d, at, w in rows]
+        out = [stored_event(saga_id, (p, seq, t, v, json.loads(d), at, w, h))
+               for p, seq, t, v, d, at, w, h in rows]
+        if out:
+            self._hashes.put(saga_id, out[-1].seq, out[-1].hash)
+        return out

@@ -18,7 +18,8 @@ from .base import SagaSummary
 from .schema import events, sagas
 
 __all__ = [
-    "APPEND", "APPEND_FENCED", "CREATE", "LOAD", "SUMMARY", "due_query", "from_ts",
+    "APPEND", "APPEND_FENCED", "ATTEMPT_END", "ATTEMPT_START", "CREATE", "LOAD", "PREVIOUS_HASH",
+    "SUMMARY", "due_query", "from_ts",
     "is_due", "lease_free", "lease_open", "summary_of", "to_ts",
 ]
 
@@ -72,7 +73,8 @@ APPEND = (
     sagas.update()
     .where(sagas.c.saga_id == _B("b_saga_id"), sagas.c.last_seq == _B("b_expected"))
     .values(last_seq=_B("b_last_seq"), status=_B("b_status"), wake_at=_B("b_wake_at"),
-            updated_at=_B("b_now"))
+            updated_at=_B("b_now"),
+            failed_step=sa.func.coalesce(_B("b_failed_step"), sagas.c.failed_step))
 )
 """An operator's append: checks ``seq`` only, leaves the lease alone."""
 APPEND_FENCED = (
@@ -84,7 +86,7 @@ APPEND_FENCED = (
 LOAD = (
     sa.select(
         events.c.position, events.c.seq, events.c.type, events.c.schema_version,
-        events.c.data, events.c.recorded_at, events.c.writer,
+        events.c.data, events.c.recorded_at, events.c.writer, events.c.hash,
     )
     .where(events.c.saga_id == _B("b_saga_id"), events.c.seq > _B("b_after"))
     .order_by(events.c.seq)
@@ -95,6 +97,31 @@ SUMMARY = sa.select(sagas).where(sagas.c.saga_id == _B("b_saga_id"))
 REFUSED = sa.select(sagas.c.last_seq, sagas.c.lease_owner, sagas.c.lease_expires_at).where(
     sagas.c.saga_id == _B("b_saga_id")
 )
+
+
+_ATTEMPT_KEY = "saga_id, compensation, step, attempt"
+ATTEMPT_START = f"""
+INSERT INTO saga_attempts ({_ATTEMPT_KEY}, name, started_at, ended_at, duration, outcome, error_type)
+SELECT :saga_id, :compensation, :step, :attempt, name, :started_at, :ended_at, :duration, :outcome,
+       :error_type
+FROM sagas WHERE saga_id = :saga_id
+ON CONFLICT ({_ATTEMPT_KEY}) DO UPDATE SET
+    name = excluded.name, started_at = excluded.started_at, ended_at = excluded.ended_at,
+    duration = excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type
+"""
+"""An attempt an append starts (a row of :func:`saga.store.chain.attempt_rows`), with its
+saga's name; SQLite's SQL with named parameters."""
+ATTEMPT_END = """
+UPDATE saga_attempts SET ended_at = :ended_at,
+    duration = CASE WHEN :lost THEN NULL ELSE :ended_at - started_at END,
+    outcome = :outcome, error_type = :error_type
+WHERE saga_id = :saga_id AND compensation = :compensation AND step = :step AND attempt = :attempt
+"""
+"""An attempt an append ends that an earlier append started; SQLite's SQL."""
+PREVIOUS_HASH = sa.select(events.c.hash).where(
+    events.c.saga_id == _B("b_saga_id"), events.c.seq == _B("b_seq")
+)
+"""The hash of one event, to chain the next append from."""
 
 
 def due_query(now: float, names: list[str] | None, limit: int, exclude: list[str] | None = None

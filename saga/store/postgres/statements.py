@@ -33,13 +33,53 @@ def _sql(expr: sa.ColumnElement[Any]) -> str:
 _v = sa.table("v", sa.column("owner"), sa.column("now"))
 
 _EVENT_COLUMNS = """
-INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer)
+INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer, hash)
 SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data,
-       extract(epoch from clock_timestamp())::double precision, e.writer
+       extract(epoch from clock_timestamp())::double precision, e.writer, e.hash
 FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
-    saga_id text, seq integer, type text, schema_version smallint, data jsonb, writer text
-)) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, n)
+    saga_id text, seq integer, type text, schema_version smallint, data jsonb, writer text,
+    hash text
+)) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, hash, n)
 """
+
+
+def _attempts(accepted: str, *, ends: bool = True) -> str:
+    """CTEs writing the attempts of ``:starts`` and ending those of ``:ends`` (documents of
+    :func:`saga.store.chain.attempt_rows`'s rows; ``ends=False``: no attempt is ended, as in a
+    new saga), for the sagas the CTE ``accepted`` returns with their ``name``."""
+    started = f"""started AS (
+    INSERT INTO saga_attempts (saga_id, compensation, step, attempt, name, started_at, ended_at,
+                               duration, outcome, error_type)
+    SELECT a.saga_id, a.compensation, a.step, a.attempt, {accepted}.name, a.started_at,
+           a.ended_at, a.duration, a.outcome, a.error_type
+    FROM jsonb_to_recordset(CAST(:starts AS jsonb)) AS a(
+        saga_id text, compensation boolean, step text, attempt integer, started_at float8,
+        ended_at float8, duration float8, outcome text, error_type text)
+    JOIN {accepted} ON {accepted}.saga_id = a.saga_id
+    ON CONFLICT (saga_id, compensation, step, attempt) DO UPDATE SET
+        name = excluded.name, started_at = excluded.started_at, ended_at = excluded.ended_at,
+        duration = excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type
+)"""
+    if not ends:
+        return started
+    # Ending an attempt is an upsert too: its conflict check goes through the primary key,
+    # where an UPDATE joined to the document may be planned through another index and scan
+    # every attempt of the step. (A duration given as NULL marks a lost attempt.)
+    return started + f""", ended AS (
+    INSERT INTO saga_attempts AS t (saga_id, compensation, step, attempt, name, started_at,
+                                    ended_at, duration, outcome, error_type)
+    SELECT a.saga_id, a.compensation, a.step, a.attempt, {accepted}.name, a.ended_at, a.ended_at,
+           CASE WHEN a.lost THEN NULL ELSE 0 END, a.outcome, a.error_type
+    FROM jsonb_to_recordset(CAST(:ends AS jsonb)) AS a(
+        saga_id text, compensation boolean, step text, attempt integer, ended_at float8,
+        outcome text, error_type text, lost boolean)
+    JOIN {accepted} ON {accepted}.saga_id = a.saga_id
+    ON CONFLICT (saga_id, compensation, step, attempt) DO UPDATE SET
+        ended_at = excluded.ended_at,
+        duration = CASE WHEN excluded.duration IS NULL THEN NULL
+                        ELSE excluded.ended_at - t.started_at END,
+        outcome = excluded.outcome, error_type = excluded.error_type
+)"""
 
 
 def _insert_events(accepted: str) -> str:
@@ -72,7 +112,8 @@ CLAIM = sa.text(_CLAIMED + "SELECT saga_id FROM claimed ORDER BY wake_at, saga_i
 # one round trip each. (They are read as of the statement's start: ``last_seq``, from the row
 # as locked, tells whether an append committed in between.)
 CLAIM_LOADED = sa.text(_CLAIMED + """
-SELECT c.saga_id, c.last_seq, e.position, e.seq, e.type, e.schema_version, e.data, e.recorded_at, e.writer
+SELECT c.saga_id, c.last_seq, e.position, e.seq, e.type, e.schema_version, e.data, e.recorded_at, e.writer,
+       e.hash
 FROM claimed AS c LEFT JOIN saga_events AS e ON e.saga_id = c.saga_id
 ORDER BY c.wake_at, c.saga_id, e.seq
 """)
@@ -83,11 +124,11 @@ NOTIFY = sa.text("SELECT pg_notify(:channel, '')").bindparams(channel=CHANNEL)
 _CREATED = """
 WITH created AS (
     INSERT INTO sagas (saga_id, name, version, status, last_seq, created_at, updated_at,
-                       wake_at, lease_owner, lease_expires_at)
+                       wake_at, lease_owner, lease_expires_at, failed_step)
     VALUES (:saga_id, :name, :version, :status, :last_seq, :created_at, :updated_at,
-            :wake_at, :lease_owner, :lease_expires_at)
-    RETURNING saga_id
-)"""
+            :wake_at, :lease_owner, :lease_expires_at, :failed_step)
+    RETURNING saga_id, name
+), """ + _attempts("created", ends=False)
 CREATE_WITH_EVENTS = sa.text(_CREATED + "\n" + _insert_events("created"))
 CREATE_WITH_EVENTS_AND_NOTIFY = sa.text(
     _CREATED + ", inserted AS (\n" + _insert_events("created") + ")\n"
@@ -99,13 +140,15 @@ BATCH_APPEND = sa.text(f"""
 WITH v AS (
     SELECT * FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS v(
         saga_id text, expected integer, last_seq integer, status text, wake_at float8,
-        now float8, fenced boolean, owner text, lease_owner text, lease_until float8)
+        now float8, fenced boolean, owner text, lease_owner text, lease_until float8,
+        failed_step text)
 ), won AS (
     UPDATE sagas SET
         last_seq = v.last_seq,
         status = v.status,
         wake_at = v.wake_at,
         updated_at = v.now,
+        failed_step = COALESCE(v.failed_step, sagas.failed_step),
         lease_owner = CASE WHEN v.fenced THEN v.lease_owner ELSE sagas.lease_owner END,
         lease_expires_at = CASE WHEN v.fenced THEN v.lease_until ELSE sagas.lease_expires_at END
     FROM v
@@ -113,9 +156,9 @@ WITH v AS (
       AND sagas.saga_id = v.saga_id
       AND sagas.last_seq = v.expected
       AND (NOT v.fenced OR {_sql(lease_open(_v.c.owner, _v.c.now))})
-    RETURNING sagas.saga_id
+    RETURNING sagas.saga_id, sagas.name
 ), inserted AS (
-    {_insert_events("won")})
+    {_insert_events("won")}), {_attempts("won")}
 SELECT saga_id FROM won
 """)
 """Every append of a batch in one statement: each saga's row checks its own ``seq`` and
@@ -140,5 +183,5 @@ def sagas_document(appends: Iterable[Append]) -> str:
         "wake_at": a.wake_at, "now": a.now, "fenced": a.owner is not None,
         "owner": a.owner,
         "lease_owner": a.owner if a.lease_until is not None else None,
-        "lease_until": a.lease_until,
+        "lease_until": a.lease_until, "failed_step": a.failed_step,
     } for a in appends])

@@ -17,7 +17,9 @@ from sqlalchemy import exc as sa_exc
 
 from ...clock import Clock, Wakeup
 from ...errors import InvalidInput, SagaError
+from .. import statements as q
 from ..base import StoredEvent, dumps
+from ..chain import chain
 from ..faults import first_line
 from ..sql import Append, SqlEventStore, translated
 from ..urls import parse
@@ -78,18 +80,19 @@ class PostgresEventStore(SqlEventStore):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
-                     ) -> None:
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
+                     starts: list[dict[str, Any]], *, wake: bool) -> None:
         stmt = pg.CREATE_WITH_EVENTS_AND_NOTIFY if wake else pg.CREATE_WITH_EVENTS
         with self._write() as conn:
-            conn.execute(stmt, {**values, "events": pg.events_document(rows)})
+            conn.execute(stmt, {**values, "events": pg.events_document(rows),
+                                "starts": dumps(starts)})
 
     def _append_alone(self, a: Append) -> None:
         # The batch statement with one saga: the fence and the events in one round trip.
         with self._write() as conn:
             won = conn.execute(pg.BATCH_APPEND, {
                 "sagas": pg.sagas_document([a]), "events": pg.events_document(a.rows),
-                "ids": [a.saga_id],
+                "starts": dumps(a.starts), "ends": dumps(a.ends), "ids": [a.saga_id],
             }).first()
             if won is None:
                 self._refused(conn, a.saga_id, a.expected)
@@ -104,7 +107,20 @@ class PostgresEventStore(SqlEventStore):
     def _group(self) -> GroupCommit:
         return GroupCommit(self._append_batch)
 
+    def _chain_from_log(self, a: Append) -> None:
+        """Chain ``a``'s events from the previous event's hash, read from the log (a hash never
+        changes once written, so reading it before the append's transaction is safe)."""
+        with self._read() as conn:
+            found = conn.execute(q.PREVIOUS_HASH, {"b_saga_id": a.saga_id, "b_seq": a.expected}
+                                 ).first()
+            if found is None:  # the log does not reach the seq the append follows
+                self._refused(conn, a.saga_id, a.expected)
+        assert found is not None
+        chain(a.rows, a.datas, found[0])
+
     def _commit_append(self, append: Append) -> None:
+        if not append.chained:
+            self._chain_from_log(append)
         # Appends of concurrent drives share a transaction (saga.store.postgres.group).
         item = Pending(append.saga_id, append)
         self._group.submit(item)  # raises this append's own refusal
@@ -130,6 +146,8 @@ class PostgresEventStore(SqlEventStore):
                 won = set(conn.execute(pg.BATCH_APPEND, {
                     "sagas": pg.sagas_document(appends),
                     "events": pg.events_document(row for a in appends for row in a.rows),
+                    "starts": dumps([row for a in appends for row in a.starts]),
+                    "ends": dumps([row for a in appends for row in a.ends]),
                     "ids": [it.key for it in batch],
                 }).scalars())
                 for it, a in zip(batch, appends, strict=True):
