@@ -21,6 +21,7 @@ from pathlib import Path
 from typing import IO, Any
 
 from .errors import InvalidInput
+from .secrets import redact_json
 from .state import SagaStatus
 from .stats import stats_table
 from .store import EventStore
@@ -102,6 +103,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
             n = 0
             for r in itertools.chain([first] if first is not None else [], rows):
                 data = r.to_json()
+                data["data"] = redact_json(data["data"])  # secrets show as stars, as everywhere
                 if args.format == "csv":
                     writer.writerow([*(data[k] for k in EXPORT_COLUMNS[:4]),
                                      _compact(data["data"]), data["hash"]])

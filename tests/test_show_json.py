@@ -125,13 +125,13 @@ def test_show_json_names_the_attempts_outcomes_and_delays(sql_url: str, case: st
 def test_show_json_lists_operator_actions(sqlite_url: str) -> None:
     with EventStore(sqlite_url) as store, Coordinator(store, sagas=[_saga()]) as coordinator:
         coordinator.start("order", "charged", saga_id="o2")
-        coordinator.cancel("o2", reason="customer called")
+        coordinator.cancel("o2", reason="customer called", by="dana")
         coordinator.run("o2")
         [cancel] = [e for e in store.load("o2") if e.type == "SagaCancelRequested"]
     data = json.loads(saga_cmd("--db", sqlite_url, "show", "o2", "--json").stdout)
     assert data["status"] == "compensated"
     assert data["operator_actions"] == [
-        {"type": "cancel", "at": _t(cancel.data["at"]).isoformat(), "by": None,
+        {"type": "cancel", "at": _t(cancel.data["at"]).isoformat(), "by": "dana",
          "reason": "customer called"}]
 
 

@@ -22,8 +22,8 @@ import sqlalchemy as sa
 
 from ..definition import Saga
 from ..errors import InvalidInput
-from ..stats import StepStats, attempts_from_events, compute_stats
-from ..store import EventStore, redact
+from ..stats import StepStats, compute_stats
+from ..store import EventStore, redact, schema
 from .distributions import Distribution, Empirical
 from .intervals import wilson
 from .spec import Scenario
@@ -33,7 +33,7 @@ __all__ = ["LogProfile", "StepProfile", "attempts_source", "read_profile"]
 
 def attempts_source() -> sa.FromClause:
     """Where attempts are read: one row per attempt, as ``saga stats`` reads them."""
-    return attempts_from_events()
+    return schema.attempts
 
 
 @dataclass(frozen=True, slots=True)
