@@ -112,7 +112,7 @@ def test_the_timeline_marks_an_operator_action_and_is_kept_as_a_screenshot(
 ) -> None:
     p = page.page
     p.goto(f"{base}/sagas/{log[1].cancelled}")
-    expect(p.locator("text.operator-label")).to_have_text("cancel")
+    expect(p.locator("text.operator-label")).to_have_text("cancel by dana")
     expect(p.locator("line.operator")).to_have_count(1)
     p.locator('a.attempt[data-outcome="timed_out"]').first.click()
     detail = p.locator("#attempt-detail")

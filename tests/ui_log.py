@@ -116,7 +116,7 @@ def write_log(url: str) -> Log:
         c.run(log.secret)
         c.start("trip", "slow warehouse", saga_id=log.cancelled)
         _until_ship_waits(c, clock, store, log.cancelled)
-        c.cancel(log.cancelled, reason="customer changed plans")
+        c.cancel(log.cancelled, reason="customer changed plans", by="dana")
         c.run(log.cancelled)
         clock.advance(30.0)
         c.start("trip", "slow warehouse", saga_id=log.waiting)
