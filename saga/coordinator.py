@@ -83,6 +83,12 @@ class Coordinator:
     clock, so that leases mean the same on every machine); tests and the
     simulator pass a :class:`~saga.VirtualClock`.
 
+    A step with a time limit runs on a step thread, so that it can be
+    abandoned at the limit whatever it does. ``step_threads=False`` runs every
+    attempt on the driving thread instead and judges limits on ``clock``
+    alone: only for steps that never block for real (simulated calls on a
+    virtual clock), where the thread handoff would cost more than the step.
+
     One coordinator may be shared by threads: it never drives one saga in
     two threads at once. A :meth:`run` (or :meth:`execute`) of a saga that
     another thread is driving through the same coordinator waits for that
@@ -99,6 +105,7 @@ class Coordinator:
         clock: Clock | None = None,
         worker_id: str | None = None,
         poll_interval: float = 0.5,
+        step_threads: bool = True,
     ) -> None:
         if not isinstance(store, EventLog):
             raise InvalidInput(f"store must be an EventStore (or another saga.EventLog), not {store!r}")
@@ -118,7 +125,8 @@ class Coordinator:
         for saga in sagas:
             self.register(saga)
         self._leases = LeaseKeeper(self.store, self.clock, owner=self.worker_id, lease=self.lease)
-        self._drives = Driving(self.store, self.clock, self.worker_id, self.lease, self._leases)
+        self._drives = Driving(self.store, self.clock, self.worker_id, self.lease, self._leases,
+                               threads=bool(step_threads))
         self._driving = _OneAtATime()
         telemetry.watch(self.store)
 

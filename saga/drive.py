@@ -61,6 +61,8 @@ class Driving:
     owner: str
     lease: float
     leases: LeaseKeeper
+    threads: bool = True
+    """Whether an attempt with a time limit runs on a step thread (see :func:`run_attempt`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -161,7 +163,7 @@ class Drive:
         """Run ``attempt`` (its start is committed) and note the events of its outcome."""
         began = self.driving.clock.now()
         with telemetry.attempt(self.saga.version, call.ctx) as done:
-            outcome = call.run(began, self.driving.leases)
+            outcome = call.run(began, self.driving)
             done(outcome.error)
         # A timed-out attempt is recorded at its limit, but never before it began (a limit
         # already past when it started: the saga's deadline).
@@ -260,11 +262,12 @@ class _Call:
     target: Step | Compensation
     ctx: StepContext
 
-    def run(self, now: datetime, leases: LeaseKeeper) -> Outcome:
+    def run(self, now: datetime, driving: Driving) -> Outcome:
         """Run it once, keeping the saga's lease renewed meanwhile."""
         deadline = self.ctx.attempt_deadline
         timeout = None if deadline is None else (deadline - now).total_seconds()
         t = self.target
-        with leases.kept(self.ctx.saga_id):
-            return run_attempt(t.fn, self.ctx, is_async=t.is_async, retry=t.retry, timeout=timeout)
+        with driving.leases.kept(self.ctx.saga_id):
+            return run_attempt(t.fn, self.ctx, is_async=t.is_async, retry=t.retry, timeout=timeout,
+                               threads=driving.threads)
 

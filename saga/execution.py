@@ -87,6 +87,7 @@ def run_attempt(
     is_async: bool,
     retry: Retry,
     timeout: float | None,
+    threads: bool = True,
 ) -> Outcome:
     """Run ``fn(ctx)`` once and say how it ended.
 
@@ -106,8 +107,15 @@ def run_attempt(
     ``ctx.clock`` is timed out at that limit whatever it returned, so a step
     that sleeps on a virtual clock past its limit times out as a real one
     would. The outcome carries the calls ``ctx.calls`` recorded.
+
+    With ``threads=False`` the function runs on the calling thread even with a
+    ``timeout``, and its limit is judged on ``ctx.clock`` alone: for steps that
+    never block for real, such as simulated calls on a virtual clock, where a
+    thread handoff per attempt would cost more than the step.
     """
-    outcome = _attempt(fn, ctx, is_async=is_async, retry=retry, timeout=timeout)
+    if timeout is not None and timeout <= 0:
+        return _timed_out(ctx, 0.0)
+    outcome = _attempt(fn, ctx, is_async=is_async, retry=retry, timeout=timeout if threads else None)
     limit = ctx.attempt_deadline
     if limit is not None and outcome.at is None and ctx.clock.now() >= limit:
         outcome = _timed_out(ctx, timeout or 0.0)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from saga import InvalidInput, Retry
+from saga import InvalidInput, Retry, Saga
 from saga.simulate import Exponential, Fixed, LogNormal, Scenario, Uniform, parse_policy
 from tests.fixtures.simulate_sagas import jittery, trip
 
@@ -99,3 +99,20 @@ def test_policies_have_no_jitter() -> None:
     policy = parse_policy("exponential:1,8,5")
     delays = [policy.next_delay(attempt=i, elapsed=0, seed=str(i))[0] for i in range(1, 5)]
     assert delays == [1.0, 2.0, 4.0, 8.0]
+
+
+def test_replicas_are_for_steps_over_a_failover_or_hedge() -> None:
+    from saga.adapters import Failover, Function, Hedge
+
+    with pytest.raises(InvalidInput, match="step 'book_flight' does not call a Failover or Hedge"):
+        Scenario.parse(replicas=["book_flight=2"]).check(trip)
+    Scenario.parse(replicas=["book_hotel=3"]).check(trip)  # a Failover: accepted
+
+    def service(**request: object) -> None:
+        return None
+
+    shop = Saga("shop")
+    shop.call("stock", Hedge([Function(service, target=f"inv-{i}") for i in range(3)], after=0.05))
+    shop.call("pay", Failover([Function(service, target="a"), Function(service, target="b")]))
+    assert Scenario().for_saga(shop).replicas == {"stock": 3, "pay": 2}  # as many as the adapter has
+    assert Scenario.parse(replicas=["pay=4"]).for_saga(shop).replicas == {"stock": 3, "pay": 4}

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from datetime import UTC, datetime
 
 import pytest
@@ -48,3 +49,32 @@ def test_a_step_ending_just_before_its_limit_is_not_timed_out(store_url: str) ->
     with EventStore(store_url) as store, Coordinator(store, [saga], clock=clock) as c:
         view = c.execute("quick")
     assert view.status == "completed" and view.results["wait"] == "done"
+
+
+@pytest.mark.parametrize("kind", ["plain", "async"])
+def test_without_step_threads_attempts_run_inline_and_limits_follow_the_clock(kind: str) -> None:
+    clock = VirtualClock(datetime(2030, 1, 1, tzinfo=UTC))
+    saga = Saga("inline")
+    threads: list[str] = []
+
+    def body(ctx: StepContext) -> str:
+        threads.append(threading.current_thread().name)
+        ctx.clock.sleep(2.0 if ctx.attempt == 1 else 0.5)  # the first attempt overruns its limit
+        return "done"
+
+    if kind == "plain":
+        saga.step(name="work", timeout=1.0, retry=Retry.fixed(1.0, attempts=2))(body)
+    else:
+        async def work(ctx: StepContext) -> str:
+            return body(ctx)
+
+        saga.step(timeout=1.0, retry=Retry.fixed(1.0, attempts=2))(work)
+
+    with EventStore("memory://") as store, Coordinator(store, [saga], clock=clock,
+                                                       step_threads=False) as c:
+        view = c.execute("inline", saga_id="i-1")
+        events = [s.event for s in store.load("i-1")]
+    assert threads == [threading.current_thread().name] * 2  # no step thread was used
+    [failed] = [e for e in events if isinstance(e, ev.StepAttemptFailed)]
+    assert failed.timed_out and failed.at == datetime(2030, 1, 1, 0, 0, 1, tzinfo=UTC)
+    assert view.status == "completed" and view.steps["work"].attempts == 2

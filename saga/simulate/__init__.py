@@ -16,7 +16,7 @@ from .model import CallModel
 from .plot import PlotUnavailable, check_plot_path, draw, plot, require_matplotlib
 from .predict import Effect, SagaPrediction, StepPrediction, predict
 from .report import Disagreement, Report, build_report
-from .runner import Measurements, SagaRun, SimulatedFault, SimulatedTimeout, StepRun, simulate
+from .runner import Measurements, SagaRun, SimulatedFault, StepRun, simulate
 from .spec import Scenario, parse_distribution, parse_policy
 
 __all__ = [
@@ -37,7 +37,6 @@ __all__ = [
     "SagaRun",
     "Scenario",
     "SimulatedFault",
-    "SimulatedTimeout",
     "StepPrediction",
     "StepProfile",
     "StepRun",

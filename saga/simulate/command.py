@@ -58,7 +58,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--latency", action="append", default=[], metavar="STEP=DIST",
                    help="fixed:S | exp:MEAN | lognormal:MU,SIGMA | uniform:A,B (seconds)")
     p.add_argument("--replicas", action="append", default=[], metavar="STEP=N",
-                   help="each attempt of STEP tries N replicas in turn, each with its own draws")
+                   help="each attempt of STEP (a Failover or Hedge step) tries N replicas in turn, "
+                        "each with its own draws")
     p.add_argument("--policy", action="append", default=[], metavar="STEP=SPEC",
                    help="fixed:DELAY,ATTEMPTS | exponential:INITIAL,MAX,ATTEMPTS")
     p.add_argument("--timeout", action="append", default=[], metavar="STEP=SECONDS",

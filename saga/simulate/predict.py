@@ -172,6 +172,7 @@ def predict(saga: Saga, scenario: Scenario, *, seed: int = 0, samples: int = 20_
     """The analytic predictions for ``saga`` under ``scenario``, and the completion-time
     distribution of the same model (``samples`` draws, seeded by ``seed``)."""
     scenario.check(saga)
+    scenario = scenario.for_saga(saga)
     models = {s.name: scenario.call(s.name) for s in saga.steps}
     steps: dict[str, StepPrediction] = {}
     reached = 1.0

@@ -19,27 +19,16 @@ from ..coordinator import Coordinator
 from ..definition import Saga, StepContext
 from ..errors import InvalidInput
 from ..store import EventStore
-from .model import AttemptDraw, CallModel, seeded
+from .model import CallModel, seeded
 from .spec import Scenario
 
-__all__ = ["Measurements", "SagaRun", "SimulatedFault", "SimulatedTimeout", "StepRun", "simulate"]
+__all__ = ["Measurements", "SagaRun", "SimulatedFault", "StepRun", "simulate"]
 
 _FOREVER = 1e9  # seconds: leases and polls that never lapse on the virtual clock
 
 
 class SimulatedFault(Exception):
     """A simulated call failed (retryable)."""
-
-
-class SimulatedTimeout(Exception):
-    """A simulated call was still running at its attempt's time limit (retryable)."""
-
-
-def _say_timed_out(draw: AttemptDraw, step: str) -> None:
-    """Raise :class:`SimulatedTimeout` for a draw cut at its limit (the coordinator then
-    records the attempt as failed with that error, not as timed out)."""
-    if draw.timed_out:
-        raise SimulatedTimeout(f"{step}: still running at its time limit")
 
 
 def open_store() -> EventStore:
@@ -117,10 +106,8 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
         start = (now - epoch).total_seconds()
         end = (clock.now() - epoch).total_seconds()
         recorder.attempt(ctx.step, start, end, timed_out=draw.timed_out)
-        # A timed-out draw has moved the clock to the attempt's limit. Once the coordinator
-        # records an attempt that returns at or after its limit (on its clock) as timed out,
-        # the next line goes and the attempt simply returns there.
-        _say_timed_out(draw, ctx.step)
+        # A timed-out draw has moved the clock to the attempt's limit: the coordinator records
+        # an attempt that returns at or after its limit (on its clock) as timed out.
         if not draw.ok and not draw.timed_out:
             raise SimulatedFault(f"{ctx.step}: simulated failure "
                                  f"({draw.replicas_tried} replica(s) tried)")
@@ -152,6 +139,7 @@ def simulate(saga: Saga, scenario: Scenario, *, runs: int, seed: int = 0) -> Mea
     if not saga.steps:
         raise InvalidInput(f"saga {saga.name!r} has no steps")
     scenario.check(saga)
+    scenario = scenario.for_saga(saga)
     clock = VirtualClock()
     recorder = _Recorder()
     copy = _simulated(saga, scenario, clock, seed, recorder)
@@ -160,7 +148,7 @@ def simulate(saga: Saga, scenario: Scenario, *, runs: int, seed: int = 0) -> Mea
     began = time.perf_counter()
     try:
         with Coordinator(store, [copy], clock=clock, lease=_FOREVER, poll_interval=_FOREVER,
-                         worker_id="simulator") as coordinator:
+                         worker_id="simulator", step_threads=False) as coordinator:
             for i in range(runs):
                 recorder.steps = {}
                 view = coordinator.execute(saga.name, None, saga_id=f"sim-{seed}-{i}")

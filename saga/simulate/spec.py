@@ -8,8 +8,8 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass, field
-from typing import TypeVar
+from dataclasses import dataclass, field, replace
+from typing import Any, TypeVar
 
 from ..definition import Saga
 from ..errors import InvalidInput, PolicyError
@@ -145,10 +145,12 @@ class Scenario:
 
     ``fail``: the chance each call fails (a retryable error); ``latency``: how
     long each call takes; ``replicas``: how many replicas an attempt tries in
-    turn, each with its own draws (for any step: a step's adapters are not
-    visible to the simulator yet); ``policy`` and ``timeout`` replace the
-    definition's retry policy and timeout. Steps not named keep the
-    definition's policy and timeout, never fail and take no time.
+    turn, each with its own draws, for a step declared with ``Saga.call`` over a
+    ``Failover`` or ``Hedge`` (by default as many as the adapter has; a hedge
+    is modelled as replicas tried in turn, and the report names hedging when
+    that disagrees); ``policy`` and ``timeout`` replace the definition's retry
+    policy and timeout. Steps not named keep the definition's policy and
+    timeout, never fail and take no time.
     """
 
     fail: Mapping[str, float] = field(default_factory=dict)
@@ -177,9 +179,21 @@ class Scenario:
             timeout=_pairs("--timeout", timeout, _seconds),
         )
 
+    def for_saga(self, saga: Saga) -> Scenario:
+        """This scenario with each redundant step's replicas defaulting to its adapter's count."""
+        replicas = {s.name: len(r) for s in saga.steps if (r := _replicas_of(s)) is not None}
+        return replace(self, replicas={**replicas, **self.replicas})
+
     def check(self, saga: Saga) -> None:
-        """Raise :class:`~saga.InvalidInput` if a setting names a step ``saga`` does not have."""
+        """Raise :class:`~saga.InvalidInput` if a setting names a step ``saga`` does not have,
+        or gives replicas to a step that has none."""
         steps = [s.name for s in saga.steps]
+        for name in self.replicas:
+            if name in steps and _replicas_of(saga[name]) is None:
+                raise InvalidInput(
+                    f"--replicas: step {name!r} does not call a Failover or Hedge adapter "
+                    "(declare it with Saga.call(name, Failover([...])) to simulate its replicas)"
+                )
         for flag, mapping in (("--fail", self.fail), ("--latency", self.latency),
                               ("--replicas", self.replicas), ("--policy", self.policy),
                               ("--timeout", self.timeout)):
@@ -213,3 +227,9 @@ class Scenario:
     def step_timeout(self, saga: Saga, step: str) -> float | None:
         """The timeout ``step`` runs with in this scenario."""
         return self.timeout.get(step, saga[step].timeout)
+
+
+def _replicas_of(step: Any) -> tuple[object, ...] | None:
+    """The replicas of a step declared over a ``Failover`` or ``Hedge``, else ``None``."""
+    replicas = getattr(getattr(step, "adapter", None), "replicas", None)
+    return tuple(replicas) if isinstance(replicas, tuple | list) else None
