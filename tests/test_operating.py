@@ -252,7 +252,9 @@ def test_bulk_retry_dry_run_then_real_acts_on_the_same_sagas_once(
     started_at = clock.now()
     clock.advance(60)
     assert set(select(sql_store, Filters(since=clock.now()))) == set()
-    assert set(select(sql_store, Filters(until=started_at, status=SagaStatus.FAILED))) == failed
+    # until is exclusive, as in saga list: the sagas started at started_at are before the next minute
+    assert set(select(sql_store, Filters(until=started_at, status=SagaStatus.FAILED))) == set()
+    assert set(select(sql_store, Filters(until=clock.now(), status=SagaStatus.FAILED))) == failed
 
     done = act(sql_store, clock, select(sql_store, filters), "retry", reason="API back", by="dana")
     assert set(done.acted) == would and done.skipped == []
