@@ -1,12 +1,10 @@
 """Operator requests on many sagas at once: select them by the filters of ``saga list``, then
 cancel or retry each one in its own transaction.
 
-:func:`select` is the one place that turns filters into saga ids. It asks the
-store for what the store can answer (status, name) and folds each candidate's
-log for the rest (the step that failed, an attempt's error type, the start
-time window): correct on every backend, if slow on a large store. A store
-that can answer every filter itself can take its place without changing
-:func:`act` or the command line.
+:func:`select` turns filters into saga ids with the query of ``saga list``
+(:func:`saga.store.queries.list_sagas`): on a SQL store the database answers
+every filter from its indexes, page by page; on the memory store it reads
+each saga's events.
 """
 
 from __future__ import annotations
@@ -15,27 +13,26 @@ from collections.abc import Iterable, Iterator
 from dataclasses import dataclass, field
 from datetime import datetime
 
-from . import events as ev
 from .clock import Clock
 from .errors import InvalidInput, InvalidOperation, SagaNotFound
 from .operator import Request, check_by, check_reason, request
 from .state import SagaStatus
+from .store import queries
 from .store.base import EventLog
 
 __all__ = ["BulkResult", "Filters", "act", "select"]
-
-_ALL = 2**62
-"""A page size larger than any store: the candidates are read in one query."""
 
 
 @dataclass(frozen=True, slots=True)
 class Filters:
     """Which sagas a bulk request is for; every filter given must match.
 
-    ``failed_step``: a step of the saga failed for good (``StepFailed``).
-    ``error_type``: an attempt of the saga (forward or compensation) failed
-    with this error type. ``since``/``until``: the saga started in this
-    window (inclusive).
+    The filters of ``saga list``, meaning what they mean there
+    (:func:`saga.store.queries.list_sagas`): ``failed_step``: the step that
+    failed for good last (``StepFailed``); ``error_type``: an attempt of the
+    saga (forward or compensation) failed with this error type;
+    ``since``/``until``: the saga started at or after ``since`` and before
+    ``until``.
     """
 
     status: SagaStatus | None = None
@@ -53,38 +50,25 @@ class Filters:
 
 
 def select(store: EventLog, filters: Filters) -> Iterator[str]:
-    """The ids of the sagas that match every filter, most recently updated first.
+    """The ids of the sagas that match every filter, newest started first: those
+    :func:`saga.store.queries.list_sagas` lists, read a page at a time.
 
     Raises :class:`~saga.InvalidInput` when ``filters`` is empty.
     """
     if filters.empty:
         raise InvalidInput("a bulk request needs at least one filter (--status, --name, "
                            "--failed-step, --error-type, --since, --until)")
-    for row in store.find(status=filters.status, name=filters.name, limit=_ALL):
-        if filters.since is not None and row.created_at < filters.since:
-            continue
-        if filters.until is not None and row.created_at > filters.until:
-            continue
-        if (filters.failed_step is None and filters.error_type is None) or _log_matches(
-            store, row.saga_id, filters
-        ):
+    cursor: str | None = None
+    while True:
+        page = queries.list_sagas(
+            store, status=None if filters.status is None else filters.status.value,
+            name=filters.name, failed_step=filters.failed_step, error_type=filters.error_type,
+            since=filters.since, until=filters.until, limit=queries.MAX_LIMIT, cursor=cursor)
+        for row in page.rows:
             yield row.saga_id
-
-
-def _log_matches(store: EventLog, saga_id: str, filters: Filters) -> bool:
-    failed_steps: set[str] = set()
-    error_types: set[str] = set()
-    try:
-        for stored in store.load(saga_id):
-            e = stored.event
-            if isinstance(e, ev.StepFailed):
-                failed_steps.add(e.step)
-            elif isinstance(e, ev.StepAttemptFailed | ev.CompensationAttemptFailed):
-                error_types.add(e.error_type)
-    except SagaNotFound:
-        return False
-    return ((filters.failed_step is None or filters.failed_step in failed_steps)
-            and (filters.error_type is None or filters.error_type in error_types))
+        if page.cursor is None:
+            return
+        cursor = page.cursor
 
 
 @dataclass(slots=True)

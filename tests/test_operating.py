@@ -26,6 +26,7 @@ from saga.bulk import Filters, act, select
 from saga.check import check
 from saga.fork import fork
 from saga.operator import default_by, skip
+from saga.store import queries
 from saga.store.base import StoredEvent
 from tests.fixtures import ops_sagas
 from tests.fixtures.ops_sagas import RAN, shipment
@@ -252,7 +253,9 @@ def test_bulk_retry_dry_run_then_real_acts_on_the_same_sagas_once(
     started_at = clock.now()
     clock.advance(60)
     assert set(select(sql_store, Filters(since=clock.now()))) == set()
-    assert set(select(sql_store, Filters(until=started_at, status=SagaStatus.FAILED))) == failed
+    # until is exclusive, as in saga list: the sagas started at started_at are before the next minute
+    assert set(select(sql_store, Filters(until=started_at, status=SagaStatus.FAILED))) == set()
+    assert set(select(sql_store, Filters(until=clock.now(), status=SagaStatus.FAILED))) == failed
 
     done = act(sql_store, clock, select(sql_store, filters), "retry", reason="API back", by="dana")
     assert set(done.acted) == would and done.skipped == []
@@ -291,6 +294,28 @@ def test_two_operators_retrying_the_same_sagas_at_once_act_on_each_once(
     with EventStore(sql_url) as store:
         for saga_id in ids:
             assert types(store, saga_id).count("SagaRetryRequested") == 1
+
+
+@pytest.mark.parametrize("page_size", [None, 2])
+def test_bulk_selects_as_saga_list_does_newest_started_first_on_every_store(
+    store_url: str, clock: VirtualClock, page_size: int | None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    if page_size is not None:  # pages of two: the selection follows the list's cursor
+        monkeypatch.setattr(queries, "MAX_LIMIT", page_size)
+    with EventStore(store_url) as store:
+        c = _coordinator(store, clock)
+        for saga_id, sku in [("f-0", "stuck-undo"), ("c-0", "declined"), ("f-1", "stuck-undo"),
+                             ("r-0", "flaky"), ("f-2", "stuck-undo")]:
+            _started(c, sku, saga_id)
+            clock.advance(1)
+        c.retry("f-0", reason="undo once more")  # the oldest saga is now the last updated
+        c.work(until_idle=True)
+        chosen = list(select(store, Filters(failed_step="charge")))
+        assert chosen == ["f-2", "f-1", "c-0", "f-0"]
+        listed = queries.list_sagas(store, failed_step="charge", limit=page_size or 50)
+        assert chosen[:len(listed.rows)] == [r.saga_id for r in listed.rows]
+        assert list(select(store, Filters(status=SagaStatus.FAILED))) == ["f-2", "f-1", "f-0"]
+        assert list(select(store, Filters(error_type="ConnectionError"))) == ["r-0"]
 
 
 def test_bulk_without_a_filter_is_refused(sql_store: EventStore) -> None:

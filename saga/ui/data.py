@@ -2,30 +2,24 @@
 
 Everything the web pages need from the store goes through this module, read
 only, and comes back as plain JSON-ready values with every secret shown as
-``**********``. The list's filters (failed step, error type, started
-since/until, a cursor for the next page) are SQL over the ``sagas`` and
-``saga_events`` tables.
+``**********``. The list and the statistics are the store's own
+queries (:mod:`saga.store.queries`), the ones ``saga list`` and ``saga stats``
+run.
 """
 
 from __future__ import annotations
 
-import base64
-import binascii
-import json
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime
 from typing import Any
-
-import sqlalchemy as sa
 
 from ..errors import InvalidInput
 from ..history import timeline
 from ..secrets import redact_json
 from ..state import SagaStatus
-from ..stats import compute_stats
+from ..store import queries
 from ..store.base import EventStore, StoredEvent
-from ..store.schema import events, sagas
 from ..store.sql import SqlEventStore
 from ..text import shorten
 from ..timespec import parse_time
@@ -88,10 +82,8 @@ class ListFilters:
                 raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}, "
                                    f"got {shorten(limit_text)!r}")
             limit = int(limit_text)
-        cursor = get("cursor")
-        if cursor is not None:
-            _decode_cursor(cursor)
-        return cls(status, get("name"), get("failed_step"), get("error_type"), since, until, limit, cursor)
+        return cls(status, get("name"), get("failed_step"), get("error_type"), since, until, limit,
+                   get("cursor"))
 
     def query(self, **changes: str | None) -> dict[str, str]:
         """The filters as query-string values (for links to other pages of the list)."""
@@ -123,86 +115,22 @@ class Page:
         return {"sagas": self.rows, "next_cursor": self.next_cursor}
 
 
-def _encode_cursor(created_at: float, saga_id: str) -> str:
-    raw = json.dumps([created_at, saga_id], separators=(",", ":")).encode()
-    return base64.urlsafe_b64encode(raw).decode().rstrip("=")
-
-
-def _decode_cursor(text: str) -> tuple[float, str]:
-    try:
-        raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
-        created_at, saga_id = json.loads(raw)
-        if isinstance(created_at, bool) or not isinstance(created_at, int | float) \
-                or not isinstance(saga_id, str):
-            raise ValueError
-    except (binascii.Error, ValueError, TypeError):
-        raise InvalidInput(f"cursor {shorten(text)!r} is not one this list gave") from None
-    return float(created_at), saga_id
-
-
-def _failed_step() -> sa.ScalarSelect[Any]:
-    """The step whose failure (with no retry left) turned the saga back, or ``NULL``."""
-    return (
-        sa.select(events.c.data["step"].as_string())
-        .where(events.c.saga_id == sagas.c.saga_id, events.c.type == "StepAttemptFailed",
-               events.c.data["retried"].as_boolean() == sa.false())
-        .order_by(events.c.seq.desc())
-        .limit(1)
-        .scalar_subquery()
-    )
-
-
-def _has_error(error_type: str) -> sa.Exists:
-    return (
-        sa.select(events.c.position)
-        .where(events.c.saga_id == sagas.c.saga_id,
-               events.c.type.in_(("StepAttemptFailed", "CompensationAttemptFailed")),
-               events.c.data["error_type"].as_string() == error_type)
-        .exists()
-    )
-
-
-def _iso(ts: float | None) -> str | None:
-    return None if ts is None else datetime.fromtimestamp(ts, UTC).isoformat()
-
-
 def list_sagas(store: SqlEventStore, filters: ListFilters) -> Page:
-    """One page of sagas matching ``filters``, newest started first.
+    """One page of sagas matching ``filters``, newest started first, as
+    :func:`saga.store.queries.list_sagas` (the query of ``saga list``) selects them.
 
     Each row has ``id``, ``name``, ``version``, ``status``, ``started_at``,
-    ``updated_at`` and ``failed_step`` (the step whose failure turned the saga
-    back, ``None`` if none did).
+    ``updated_at`` and ``failed_step`` (the step that failed for good, ``None``
+    if none did). Raises :class:`~saga.InvalidInput` for a cursor no page gave.
     """
-    failed = _failed_step().label("failed_step")
-    stmt = sa.select(sagas.c.saga_id, sagas.c.name, sagas.c.version, sagas.c.status,
-                     sagas.c.created_at, sagas.c.updated_at, failed)
-    if filters.status is not None:
-        stmt = stmt.where(sagas.c.status == filters.status)
-    if filters.name is not None:
-        stmt = stmt.where(sagas.c.name == filters.name)
-    if filters.failed_step is not None:
-        stmt = stmt.where(_failed_step() == filters.failed_step)
-    if filters.error_type is not None:
-        stmt = stmt.where(_has_error(filters.error_type))
-    if filters.since is not None:
-        stmt = stmt.where(sagas.c.created_at >= filters.since.timestamp())
-    if filters.until is not None:
-        stmt = stmt.where(sagas.c.created_at <= filters.until.timestamp())
-    if filters.cursor is not None:
-        at, saga_id = _decode_cursor(filters.cursor)
-        stmt = stmt.where(sa.or_(sagas.c.created_at < at,
-                                 sa.and_(sagas.c.created_at == at, sagas.c.saga_id < saga_id)))
-    stmt = stmt.order_by(sagas.c.created_at.desc(), sagas.c.saga_id.desc()).limit(filters.limit + 1)
-    with store.engine.connect() as conn:
-        found = conn.execute(stmt).all()
-    rows = [
-        {"id": r.saga_id, "name": r.name, "version": r.version, "status": r.status,
-         "started_at": _iso(r.created_at), "updated_at": _iso(r.updated_at), "failed_step": r.failed_step}
-        for r in found[: filters.limit]
-    ]
-    more = len(found) > filters.limit
-    last = found[filters.limit - 1] if more else None
-    return Page(rows, _encode_cursor(last.created_at, last.saga_id) if last is not None else None)
+    found = queries.list_sagas(
+        store, status=filters.status, name=filters.name, failed_step=filters.failed_step,
+        error_type=filters.error_type, since=filters.since, until=filters.until,
+        limit=filters.limit, cursor=filters.cursor)
+    rows = [{"id": r.saga_id, "name": r.name, "version": r.version, "status": r.status,
+             "started_at": r.started_at.isoformat(), "updated_at": r.updated_at.isoformat(),
+             "failed_step": r.failed_step} for r in found.rows]
+    return Page(rows, found.cursor)
 
 
 def _results(history: Sequence[StoredEvent]) -> dict[tuple[str, bool, int], Any]:
@@ -239,8 +167,7 @@ def attempt_detail(store: SqlEventStore, saga_id: str, index: int) -> dict[str, 
 def stats(store: SqlEventStore, *, name: str | None, since: datetime | None) -> dict[str, Any]:
     """The statistics ``saga stats --json`` prints, for one saga name or all, since a time or ever,
     each step with its ``failure_rate`` (failures, timeouts and lost attempts over attempts)."""
-    with store.engine.connect() as conn:
-        data = compute_stats(conn, name=name, since=since).to_json()
+    data = queries.saga_stats(store, name=name, since=since).to_json()
     for figures in data["steps"].values():
         bad = figures["failures"] + figures["timeouts"] + figures["lost"]
         figures["failure_rate"] = bad / figures["attempts"] if figures["attempts"] else 0.0
