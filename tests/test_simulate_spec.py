@@ -116,3 +116,16 @@ def test_replicas_are_for_steps_over_a_failover_or_hedge() -> None:
     shop.call("pay", Failover([Function(service, target="a"), Function(service, target="b")]))
     assert Scenario().for_saga(shop).replicas == {"stock": 3, "pay": 2}  # as many as the adapter has
     assert Scenario.parse(replicas=["pay=4"]).for_saga(shop).replicas == {"stock": 3, "pay": 4}
+
+
+def test_a_hedged_step_is_named_as_hedging_where_the_formulas_fall_short() -> None:
+    from saga.adapters import Function, Hedge
+    from saga.simulate.predict import predict
+
+    def service(**request: object) -> None:
+        return None
+
+    shop = Saga("shop")
+    shop.call("stock", Hedge([Function(service, target=f"inv-{i}") for i in range(2)], after=0.05))
+    names = [e.name for e in predict(shop, Scenario.parse(fail=["stock=0.3"]), samples=200).effects]
+    assert "hedging" in names

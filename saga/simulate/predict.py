@@ -161,6 +161,12 @@ def _effects(saga: Saga, scenario: Scenario) -> list[Effect]:
         if retry.max_elapsed is not None:
             found.append(Effect("max_elapsed", f"{s.name} stops retrying after "
                                 f"{retry.max_elapsed:g}s; the formulas count every attempt", s.name))
+        after = getattr(s.adapter, "after", None)  # a Hedge starts its next replica after this
+        if isinstance(after, float) and scenario.replicas.get(s.name, 1) > 1:
+            found.append(Effect("hedging", f"{s.name} is hedged: in production a replica starts "
+                                f"every {after:g}s while the others run, so the first good answer "
+                                "comes sooner; the simulation tries them in turn", s.name,
+                                times_only=True))
         if scenario.replicas.get(s.name, 1) > 1 and scenario.step_timeout(saga, s.name) is not None:
             found.append(Effect("replicas share one timeout", f"{s.name}'s replicas run within one "
                                 "attempt's limit; the formulas give each replica the whole limit",
