@@ -82,6 +82,7 @@ attempts = sa.Table(
     sa.Index("ix_saga_attempts_error_type", "error_type", "saga_id",
              sqlite_where=sa.text("error_type IS NOT NULL"),
              postgresql_where=sa.text("error_type IS NOT NULL")),
+    sqlite_with_rowid=False,  # one b-tree fewer to keep per attempt
 )
 """One row per attempt (the columns of :data:`saga.stats.ATTEMPT_COLUMNS`), kept by the store
 in the transaction that appends the attempt's events: what ``saga stats`` reads."""

@@ -175,8 +175,9 @@ class SqlEventStore(SchemaChecks, EventStore):
     def _rows(self, saga_id: str, first_seq: int, batch: Sequence[ev.Event], writer: str | None
               ) -> tuple[list[dict[str, Any]], list[Any], bool]:
         """The event rows (hashed), their data, and whether the hashes are chained from the
-        previous event's (known for a new saga and when cached; else the backend looks it up
-        and calls :func:`~saga.store.chain.chain` again)."""
+        previous event's (known for a new saga and when cached, and nothing to chain when there
+        are no rows; else the backend looks it up and calls :func:`~saga.store.chain.chain`
+        again)."""
         rows = []
         datas = []
         for i, e in enumerate(batch):
@@ -190,6 +191,8 @@ class SqlEventStore(SchemaChecks, EventStore):
                 "data": text,
                 "writer": writer,
             })
+        if not rows:  # nothing to chain: no need to know the previous hash
+            return rows, datas, True
         previous = None if first_seq == 1 else self._hashes.get(saga_id, first_seq - 1)
         chain(rows, datas, previous)
         return rows, datas, first_seq == 1 or previous is not None

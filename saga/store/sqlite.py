@@ -32,7 +32,7 @@ from sqlalchemy.pool import StaticPool
 from ..errors import InvalidInput, SagaNotFound
 from . import statements as q
 from .base import StoredEvent, check_page
-from .chain import chain
+from .chain import HashCache, chain
 from .schema import events, sagas
 from .sql import Append, SqlEventStore, refusal, stored_event, translated
 from .urls import parse, redact
@@ -97,6 +97,8 @@ class SQLiteEventStore(SqlEventStore):
         for name, stmt, keys in (
             ("append", q.APPEND, None),
             ("append_fenced", q.APPEND_FENCED, None),
+            ("append_same_status", q.APPEND_SAME_STATUS, None),
+            ("append_fenced_same_status", q.APPEND_FENCED_SAME_STATUS, None),
             ("insert", _INSERT, _INSERT_KEYS),
             ("create", q.CREATE, [c.name for c in sagas.c]),
             ("refused", q.REFUSED, None),
@@ -159,17 +161,28 @@ class SQLiteEventStore(SqlEventStore):
         for row in ends:
             db.execute(q.ATTEMPT_END, row)
 
+    @functools.cached_property
+    def _statuses(self) -> HashCache:
+        """The status each recently written saga had at its last ``seq`` (a hint: an append
+        that keeps the status does not set it, and checks that it is still the same)."""
+        return HashCache()
+
     def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
                      starts: list[dict[str, Any]], *, wake: bool) -> None:
         with self._raw(write=True) as db:
             self._run(db, "create", values)
             self._insert_rows(db, rows)
             self._attempts(db, starts, [])
+        self._statuses.put(values["saga_id"], values["last_seq"], values["status"])
 
     def _append_alone(self, a: Append) -> None:
+        update = "append" if a.owner is None else "append_fenced"
+        params = a.params()
         with self._raw(write=True) as db:
-            if self._run(db, "append" if a.owner is None else "append_fenced", a.params()
-                         ).rowcount != 1:
+            # Setting the status, even to what it is, rewrites its indexes' entries.
+            if (self._statuses.get(a.saga_id, a.expected) != a.status
+                    or self._run(db, f"{update}_same_status", params).rowcount != 1
+                    ) and self._run(db, update, params).rowcount != 1:
                 row = self._run(db, "refused", {"b_saga_id": a.saga_id}).fetchone()
                 raise refusal(row, a.saga_id, a.expected)
             if not a.chained:  # the seq check passed: the previous event is there
@@ -178,6 +191,7 @@ class SQLiteEventStore(SqlEventStore):
                 chain(a.rows, a.datas, found[0])
             self._insert_rows(db, a.rows)
             self._attempts(db, a.starts, a.ends)
+        self._statuses.put(a.saga_id, a.expected + len(a.rows), a.status)
 
     @translated
     def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:

@@ -69,20 +69,34 @@ def lease_free_at() -> sa.ColumnElement[Any]:
 # The hot path's statements are built once, with bound parameters: building a Core
 # statement and its cache key per call costs more than SQLite's commit.
 CREATE = sagas.insert()
-APPEND = (
-    sagas.update()
-    .where(sagas.c.saga_id == _B("b_saga_id"), sagas.c.last_seq == _B("b_expected"))
-    .values(last_seq=_B("b_last_seq"), status=_B("b_status"), wake_at=_B("b_wake_at"),
-            updated_at=_B("b_now"),
-            failed_step=sa.func.coalesce(_B("b_failed_step"), sagas.c.failed_step))
-)
+
+
+def _append(*, status: bool) -> sa.Update:
+    values: dict[str, Any] = {
+        "last_seq": _B("b_last_seq"), "wake_at": _B("b_wake_at"), "updated_at": _B("b_now"),
+        "failed_step": sa.func.coalesce(_B("b_failed_step"), sagas.c.failed_step),
+    }
+    if status:
+        values["status"] = _B("b_status")
+    return (sagas.update()
+            .where(sagas.c.saga_id == _B("b_saga_id"), sagas.c.last_seq == _B("b_expected"))
+            .values(**values))
+
+
+def _fenced(append: sa.Update) -> sa.Update:
+    return (append.where(lease_open(_B("b_owner"), _B("b_now")))
+            .values(lease_owner=_B("b_lease_owner"), lease_expires_at=_B("b_lease_until")))
+
+
+APPEND = _append(status=True)
 """An operator's append: checks ``seq`` only, leaves the lease alone."""
-APPEND_FENCED = (
-    APPEND
-    .where(lease_open(_B("b_owner"), _B("b_now")))
-    .values(lease_owner=_B("b_lease_owner"), lease_expires_at=_B("b_lease_until"))
-)
+APPEND_FENCED = _fenced(APPEND)
 """A lease holder's append: ``seq`` and lease checked in the one ``UPDATE`` (the fence)."""
+APPEND_SAME_STATUS = _append(status=False).where(sagas.c.status == _B("b_status"))
+APPEND_FENCED_SAME_STATUS = _fenced(APPEND_SAME_STATUS)
+"""``APPEND`` and ``APPEND_FENCED`` for an append that leaves the status as it is (they match
+no row if it is not): SQLite rewrites the entries of every index on a column an ``UPDATE``
+sets, changed or not."""
 LOAD = (
     sa.select(
         events.c.position, events.c.seq, events.c.type, events.c.schema_version,
