@@ -101,8 +101,15 @@ class SecretDecryptionFailed(SecretError):
 
 
 def generate_key() -> str:
-    """A new random key: 32 bytes from the OS's generator, as URL-safe base64 (44 characters)."""
-    return base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
+    """A new random key: 32 bytes from the OS's generator, as URL-safe base64 (44 characters).
+
+    Never one that starts with ``-`` (one in 64 would), which a command line
+    would take for an option (``--encryption-key -abc…``).
+    """
+    while True:
+        key = base64.urlsafe_b64encode(os.urandom(_KEY_BYTES)).decode("ascii")
+        if not key.startswith("-"):
+            return key
 
 
 def _decode_key(text: str, position: int) -> bytes:

@@ -283,3 +283,10 @@ def test_any_secret_round_trips(secret: str, raw: bytes, data: dict[str, Any], c
     assert back.secret.get_secret_value() == secret and back.raw.get_secret_value() == raw
     assert back.data == data
     assert redact_json(stored)["secret"] == MASK
+
+
+def test_a_generated_key_never_looks_like_a_command_line_option() -> None:
+    # one key in 64 started with "-", and `saga --encryption-key -abc…` then failed to parse
+    keys = [generate_key() for _ in range(2000)]
+    assert not [k for k in keys if k.startswith("-")]
+    assert all(len(base64.urlsafe_b64decode(k)) == 32 for k in keys)
