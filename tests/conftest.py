@@ -11,6 +11,7 @@ import pytest
 import sqlalchemy as sa
 
 from saga import EventStore, VirtualClock
+from saga.testing.plugin import PostgresDatabases
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -30,36 +31,6 @@ def clock() -> VirtualClock:
 def postgres_admin_url() -> str:
     """Where the tests find PostgreSQL: ``$SAGA_TEST_POSTGRES_URL``, else the local server."""
     return os.environ.get("SAGA_TEST_POSTGRES_URL") or DEFAULT_POSTGRES_URL
-
-
-class PostgresDatabases:
-    """Creates databases for tests from one template migrated to head."""
-
-    def __init__(self, admin_url: str) -> None:
-        self.admin_url = sa.make_url(admin_url)
-        self.admin = sa.create_engine(self.admin_url, isolation_level="AUTOCOMMIT", poolclass=sa.NullPool)
-        self.template = f"saga_tmpl_{uuid.uuid4().hex[:12]}"
-        self._execute(f'CREATE DATABASE "{self.template}"')
-        EventStore(self.url_of(self.template)).close()
-
-    def url_of(self, database: str) -> str:
-        return self.admin_url.set(database=database).render_as_string(hide_password=False)
-
-    def _execute(self, sql: str) -> None:
-        with self.admin.connect() as conn:
-            conn.exec_driver_sql(sql)
-
-    def create(self) -> str:
-        name = f"saga_test_{uuid.uuid4().hex[:12]}"
-        self._execute(f'CREATE DATABASE "{name}" TEMPLATE "{self.template}"')
-        return name
-
-    def drop(self, name: str) -> None:
-        self._execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-
-    def close(self) -> None:
-        self.drop(self.template)
-        self.admin.dispose()
 
 
 @pytest.fixture(scope="session")

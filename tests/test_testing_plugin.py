@@ -33,8 +33,9 @@ from saga.testing import (
     SagaTestClock,
     SagaTestCoordinator,
 )
+from saga.testing.plugin import PostgresDatabases
 
-from .conftest import PostgresDatabases, postgres_admin_url
+from .conftest import postgres_admin_url
 from .helpers import check_log_invariants, logged, loose
 
 pytest_plugins = ["pytester"]
