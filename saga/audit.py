@@ -24,6 +24,7 @@ import hashlib
 import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
+from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any, Literal, Protocol
 
 __all__ = [
@@ -40,12 +41,17 @@ __all__ = [
 ]
 
 
+_CANONICAL = json.JSONEncoder(sort_keys=True, separators=(",", ":"), ensure_ascii=False,
+                              allow_nan=False)
+"""Sorted keys, no spaces, UTF-8, no NaN: built once (``json.dumps`` with options builds an
+encoder per call)."""
+
+
 def canonical_json(value: Any) -> bytes:
     """``value`` as canonical JSON: sorted keys, no spaces, UTF-8, no NaN or infinity, and a
     float with an integral value written as the integer (``1.0`` and ``1e16`` as ``1`` and
     ``10000000000000000``), since a database may hand back either form of the same number."""
-    return json.dumps(_numbers(value), sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False).encode("utf-8")
+    return _CANONICAL.encode(_numbers(value)).encode("utf-8")
 
 
 def _numbers(value: Any) -> Any:
@@ -66,8 +72,7 @@ def canonical_text(value: Any) -> str:
     """:func:`canonical_json` as text, the common case fast: the JSON is written once (in C),
     and only if it may hold a float with an integral value (a mark of one appears in it, if
     only inside a string) is it written again with those floats made integers."""
-    text = json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False,
-                      allow_nan=False)
+    text = _CANONICAL.encode(value)
     if any(mark in text for mark in _INTEGRAL_FLOAT_MARKS) or text.endswith(".0"):
         return canonical_json(value).decode("utf-8")
     return text
@@ -79,9 +84,9 @@ def event_hash(  # noqa: PLR0917 - the fields hashed, in their order
     """The SHA-256 (hex) that chains one event to the previous event of its saga: over the
     canonical JSON of ``[saga_id, seq, type, schema_version, data, previous_hash]``."""
     # the canonical JSON of the list, written piece by piece (the same text, at less cost)
-    body = (f"[{json.dumps(saga_id, ensure_ascii=False)},{int(seq)},"
-            f"{json.dumps(type_, ensure_ascii=False)},{int(schema_version)},{canonical_text(data)},"
-            f"{'null' if previous_hash is None else json.dumps(previous_hash)}]")
+    body = (f"[{encode_basestring(saga_id)},{int(seq)},{encode_basestring(type_)},"
+            f"{int(schema_version)},{canonical_text(data)},"
+            f"{'null' if previous_hash is None else encode_basestring_ascii(previous_hash)}]")
     return hashlib.sha256(body.encode("utf-8")).hexdigest()
 
 

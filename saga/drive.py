@@ -157,7 +157,7 @@ class Drive:
         """Commit the pending events and ``attempt``'s start, holding the lease while it runs."""
         now = self.driving.clock.now()
         self.note((attempt.started(now),))
-        self._append(wake_at=now, hold=True)
+        self._append(wake_at=now, hold=True, now=now)
 
     def attempt(self, attempt: StartAttempt, call: _Call) -> None:
         """Run ``attempt`` (its start is committed) and note the events of its outcome."""
@@ -214,9 +214,10 @@ class Drive:
         self.unrecorded = _Unrecorded(u.attempt, Outcome(error=error, calls=u.outcome.calls), u.at)
         return True
 
-    def _append(self, *, wake_at: datetime | None, hold: bool) -> None:
+    def _append(self, *, wake_at: datetime | None, hold: bool, now: datetime | None = None) -> None:
         d, state = self.driving, self.state
-        now = d.clock.now()
+        if now is None:
+            now = d.clock.now()
         d.store.append(
             self.saga_id, self.persisted, self.pending,
             status=state.status,

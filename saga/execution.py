@@ -36,8 +36,8 @@ class AttemptTimedOut(Exception):
 class Outcome:
     """What an attempt did: a JSON result, or an error; ``calls`` its adapters made.
 
-    ``at`` is when to record it, if not when it returned: an attempt timed out
-    is recorded at its limit.
+    ``at`` is when to record it, if known: when it returned (read once, to judge
+    its time limit), or its limit for an attempt that timed out.
     """
 
     result: Any = None
@@ -117,8 +117,10 @@ def run_attempt(
         return _timed_out(ctx, 0.0)
     outcome = _attempt(fn, ctx, is_async=is_async, retry=retry, timeout=timeout if threads else None)
     limit = ctx.attempt_deadline
-    if limit is not None and outcome.at is None and ctx.clock.now() >= limit:
-        outcome = _timed_out(ctx, timeout or 0.0)
+    if limit is not None and outcome.at is None:
+        ended = ctx.clock.now()
+        outcome = (_timed_out(ctx, timeout or 0.0) if ended >= limit
+                   else Outcome(outcome.result, outcome.error, outcome.calls, ended))
     if len(ctx.calls):
         return Outcome(outcome.result, outcome.error, tuple(ctx.calls.calls()), outcome.at)
     return outcome
@@ -246,9 +248,13 @@ class _StepThread:
         self._jobs.put(job)
 
     def _loop(self) -> None:
+        me = threading.current_thread()
+        step = None
         while True:
             job = self._jobs.get()
-            threading.current_thread().name = f"saga-step-{job.ctx.step}"
+            if job.ctx.step != step:  # named after the step it runs, for thread dumps
+                step = job.ctx.step
+                me.name = f"saga-step-{step}"
             try:
                 job.value = job.fn(job.ctx)
             except BaseException as e:

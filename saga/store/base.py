@@ -328,16 +328,22 @@ class EventStore(EventLog):
         return f"{type(self).__name__}({redact(self.url)!r})"
 
 
+_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
+
+
 def dumps(value: Any) -> str:
-    """Compact JSON, as the log stores event data."""
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    """Compact JSON (``json.dumps`` with options builds an encoder per call; this one is built
+    once)."""
+    return _COMPACT.encode(value)
 
 
 def encoded(saga_id: str, event: ev.Event, max_payload: int) -> tuple[dict[str, Any], str]:
-    """An event's data and its JSON text; raises ``PayloadTooLarge`` above ``max_payload`` bytes."""
+    """An event's data and its JSON text (keys in the order the event gives them, as a reader
+    of the log expects them); raises ``PayloadTooLarge`` above ``max_payload`` bytes."""
     data = event.to_data()
     text = dumps(data)
-    if (size := len(text.encode())) > max_payload:
+    # UTF-8 takes at most 4 bytes a character: most texts are known to fit without encoding
+    if len(text) * 4 > max_payload and (size := len(text.encode())) > max_payload:
         raise PayloadTooLarge(
             f"{event.type_name()} for saga {saga_id} is {size} bytes; the store accepts "
             f"at most {max_payload}"

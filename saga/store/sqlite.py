@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import functools
 import json
+import os
 import sqlite3
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -120,15 +121,19 @@ class SQLiteEventStore(SqlEventStore):
         sql, order = self._driver_sql[name]
         return db.execute(sql, tuple(params[k] for k in order))
 
-    # The hot path talks to sqlite3 directly, on a pooled connection: SQLAlchemy's
-    # per-statement machinery costs more than SQLite's statements themselves. Driver
-    # errors become SQLAlchemy's, so fault handling sees them as it sees any other.
+    # The hot path talks to sqlite3 directly, on connections of its own: SQLAlchemy's
+    # per-statement machinery, and even a pool checkout, cost more than SQLite's statements
+    # themselves. Driver errors become SQLAlchemy's, so fault handling sees them as it sees
+    # any other.
+
+    @functools.cached_property
+    def _spare(self) -> _Spare:
+        return _Spare(self.engine)
 
     @contextmanager
     def _raw(self, *, write: bool) -> Iterator[sqlite3.Connection]:
-        pooled = self.engine.raw_connection()
-        db = pooled.driver_connection
-        assert isinstance(db, sqlite3.Connection)
+        spare = self._spare
+        db = spare.take()
         try:
             if write:
                 db.execute("BEGIN IMMEDIATE")
@@ -145,7 +150,12 @@ class SQLiteEventStore(SqlEventStore):
                 db.execute("ROLLBACK")
             raise sa_exc.DBAPIError.instance(None, None, e, sqlite3.Error) from e
         finally:
-            pooled.close()
+            spare.give(db)
+
+    def close(self) -> None:
+        if "_spare" in self.__dict__:
+            self._spare.close()
+        super().close()
 
     def _insert_rows(self, db: sqlite3.Connection, rows: list[dict[str, Any]]) -> None:
         if rows:
@@ -206,3 +216,41 @@ class SQLiteEventStore(SqlEventStore):
         if out:
             self._hashes.put(saga_id, out[-1].seq, out[-1].hash)
         return out
+
+
+class _Spare:
+    """The hot path's own sqlite3 connections, each opened (and configured) by the engine and
+    then detached from its pool, kept while idle: taking one is a list pop.
+
+    As many are open as threads ever used the store at once. None crosses a ``fork``: a
+    child opens its own (SQLite forbids using a parent's).
+    """
+
+    def __init__(self, engine: sa.Engine) -> None:
+        self._engine = engine
+        self._idle: list[sqlite3.Connection] = []
+        self._pid = os.getpid()
+        self._closed = False
+
+    def take(self) -> sqlite3.Connection:
+        if self._pid != os.getpid():
+            self._idle, self._pid = [], os.getpid()  # the parent's, left alone
+        try:
+            return self._idle.pop()
+        except IndexError:
+            pooled = self._engine.raw_connection()
+            db = pooled.driver_connection
+            assert isinstance(db, sqlite3.Connection)
+            pooled.detach()
+            return db
+
+    def give(self, db: sqlite3.Connection) -> None:
+        if self._closed or self._pid != os.getpid():
+            db.close()
+        else:
+            self._idle.append(db)
+
+    def close(self) -> None:
+        self._closed = True
+        while self._idle:
+            self._idle.pop().close()

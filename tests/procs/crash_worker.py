@@ -16,7 +16,7 @@ from pathlib import Path
 from saga import Coordinator, EventStore
 from saga.store.sql import SqlEventStore
 
-from .faults import kill_at_append
+from .faults import due, kill_at_append
 from .ledger import Ledger
 from .sagas import CrashPlan, crash_sagas
 
@@ -48,6 +48,7 @@ def main(argv: list[str] | None = None) -> int:
         view = coordinator.execute(args.saga, {"order": args.id}, saga_id=args.id)
     else:
         view = coordinator.run(args.id)
+    due()  # a kill due after the last commit happens before the result is seen
     print(view.status.value, flush=True)
     coordinator.close()
     store.close()

@@ -14,7 +14,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 
-__all__ = ["die", "kill_at_append"]
+__all__ = ["die", "due", "kill_at_append"]
 
 _APPEND = "INSERT INTO SAGA_EVENTS"
 
@@ -24,12 +24,25 @@ def die() -> None:
     os.kill(os.getpid(), signal.SIGKILL)
 
 
+_armed = False
+"""A kill is due at the next thing the process does (set once a commit has been seen out)."""
+
+
+def due() -> None:
+    """Die here if a kill is due: a step calls it before its effect, so that a process told to
+    die "after a commit returned" dies before the step that commit started can act."""
+    if _armed:
+        die()
+
+
 def kill_at_append(engine: sa.Engine, n: int, *, after: bool) -> None:
     """SIGKILL this process at the ``n``-th commit that writes events (1-based).
 
     ``after=False``: just before the DBAPI commit (the transaction is lost).
-    ``after=True``: once the commit has returned, when the connection goes
-    back to the pool, before the caller sees the result.
+    ``after=True``: once the commit has returned, before the caller acts on it: on
+    PostgreSQL when the connection goes back to the pool; on SQLite, whose store keeps its
+    own connections out of the pool, at whichever comes first of the next statement, the
+    start of the next step, and the caller's own call of :func:`due` once it has the result.
     Commits that write no events (lease renewals, releases) are not counted;
     one commit that writes the events of several sagas (group commit) counts once.
     """
@@ -62,6 +75,8 @@ def kill_at_append(engine: sa.Engine, n: int, *, after: bool) -> None:
         def _trace(dbapi_conn: Any, record: Any) -> None:
             def seen(sql: str) -> None:
                 nonlocal count
+                global _armed  # noqa: PLW0603 - one kill per process
+                due()
                 head = " ".join(sql.upper().split())
                 if _APPEND in head:
                     record.info["appending"] = True
@@ -72,7 +87,7 @@ def kill_at_append(engine: sa.Engine, n: int, *, after: bool) -> None:
                     if count == n:
                         if not after:
                             die()
-                        record.info["die_at_checkin"] = True
+                        _armed = True
 
             dbapi_conn.set_trace_callback(seen)
 

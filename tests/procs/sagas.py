@@ -16,7 +16,7 @@ from typing import Any
 
 from saga import PermanentError, Retry, Saga, StepContext
 
-from .faults import die
+from .faults import die, due
 from .ledger import Ledger
 
 __all__ = [
@@ -70,6 +70,7 @@ def crash_sagas(ledger: Ledger, plan: CrashPlan | None = None) -> list[Saga]:
 
 def _crash_step(ledger: Ledger, plan: CrashPlan, *, fails: bool) -> Any:
     def forward(ctx: StepContext) -> dict[str, Any]:
+        due()
         if plan.block_in == ctx.step and plan.marker is not None:
             plan.marker.write_text(f"{ctx.saga_id} {ctx.step} {ctx.attempt}")
             while True:
@@ -88,6 +89,7 @@ def _crash_step(ledger: Ledger, plan: CrashPlan, *, fails: bool) -> Any:
 
 def _crash_undo(ledger: Ledger, plan: CrashPlan) -> Any:
     def undo(ctx: StepContext) -> None:
+        due()
         ledger.undo(ctx.idempotency_key, ctx.saga_id, ctx.step)
         if plan.after_effect == f"undo:{ctx.step}":
             die()
