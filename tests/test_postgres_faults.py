@@ -27,7 +27,8 @@ pytestmark = pytest.mark.postgres
 
 
 class CommitCutter:
-    """A TCP relay to PostgreSQL that, when armed, swallows the reply to the next COMMIT."""
+    """A TCP relay to PostgreSQL that, when armed, swallows the reply to the next commit: a
+    ``COMMIT``, or a statement that writes events in autocommit (its own transaction)."""
 
     def __init__(self, host: str, port: int) -> None:
         self.target = (host, port)
@@ -53,7 +54,8 @@ class CommitCutter:
     def _upstream(self, client: socket.socket, server: socket.socket, cut: threading.Event) -> None:
         try:
             while data := client.recv(65536):
-                is_commit = data[:1] == b"Q" and data[5:].rstrip(b"\0").strip() == b"COMMIT"
+                is_commit = ((data[:1] == b"Q" and data[5:].rstrip(b"\0").strip() == b"COMMIT")
+                             or b"INSERT INTO saga_events" in data)
                 if is_commit:
                     self.commits_seen += 1
                 if is_commit and self.armed.is_set():

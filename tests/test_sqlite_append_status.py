@@ -35,3 +35,23 @@ def test_an_append_sets_the_status_another_store_changed_meanwhile(tmp_path: Pat
     finally:
         mine.close()
         theirs.close()
+
+
+def test_an_append_sets_the_wake_up_time_another_store_moved_meanwhile(tmp_path: Path) -> None:
+    url = f"sqlite:///{tmp_path / 'log.db'}"
+    mine, theirs = EventStore(url), EventStore(url)
+    later = T0 + timedelta(hours=1)
+    try:
+        mine.create("s", [ev.SagaStarted(name="order", version=1, input=None, at=T0)],
+                    name="order", version=1, status=SagaStatus.RUNNING, wake_at=T0, now=T0)
+        # the other store puts the wake-up off without moving the log on
+        theirs.append("s", 1, [], status=SagaStatus.RUNNING, wake_at=later, now=T0)
+        # this store last wrote a wake-up already due at seq 1, and appends one due now:
+        # it must not keep the one it remembers, but set its own
+        now = T0 + timedelta(seconds=5)
+        mine.append("s", 1, [ev.StepAttemptStarted(step="x", attempt=1, at=now)],
+                    status=SagaStatus.RUNNING, wake_at=now, now=now)
+        assert theirs.summary("s").wake_at == now
+    finally:
+        mine.close()
+        theirs.close()

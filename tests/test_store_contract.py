@@ -194,6 +194,25 @@ def test_due_and_next_wake(store: EventStore) -> None:
     assert store.next_wake(names=["order"]) == _at(30)
 
 
+def test_a_wake_up_already_due_keeps_an_earlier_one(store: EventStore) -> None:
+    _create(store, "s", wake=0)
+    # due at 3 by 5: the saga was due from 0 already, and stays first in line from there
+    _append(store, "s", 1, [_attempt("a", at=5)], at=5, wake=3, owner="w", lease=30)
+    assert store.summary("s").wake_at == _at(0)
+    # due only later than now: set
+    _append(store, "s", 2, [ev.StepSucceeded(step="a", attempt=1, result=None, at=_at(6))],
+            at=6, wake=60, owner="w")
+    assert store.summary("s").wake_at == _at(60)
+    # due now, after a wake-up in the future: set
+    _append(store, "s", 3, [_attempt("b", at=7)], at=7, wake=7, owner="w", lease=30)
+    assert store.summary("s").wake_at == _at(7)
+    # not due: set
+    _append(store, "s", 4, [ev.SagaCompleted(at=_at(8))], at=8, wake=None,
+            status=SagaStatus.COMPLETED, owner="w")
+    assert store.summary("s").wake_at is None
+    assert [e.seq for e in store.load("s")] == [1, 2, 3, 4, 5]
+
+
 def test_an_oversized_event_is_refused_and_nothing_is_written(store: EventStore) -> None:
     _create(store, "a")
     huge = ev.StepSucceeded(step="x", attempt=1, result="x" * (2 * 1024 * 1024), at=_at(1))

@@ -22,7 +22,7 @@ from ..state import SagaStatus
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD", "EventLog", "EventStore", "SagaSummary", "SchemaMode", "StoredEvent",
-    "check_page", "check_saga_id", "dumps", "encoded",
+    "check_page", "check_saga_id", "dumps", "encoded", "wake_kept",
 ]
 
 _F = TypeVar("_F")
@@ -155,6 +155,9 @@ class EventLog(ABC):
         left alone. With ``owner`` the append fails with ``LeaseHeld`` if
         another owner's lease is live at ``now``; otherwise the lease becomes
         ``owner``'s until ``lease_until`` (``None``: released).
+        The saga is due from ``wake_at`` (``None``: not due), except that a
+        ``wake_at`` already come by ``now`` leaves an earlier one as it is
+        (:func:`wake_kept`).
         Raises ``ConcurrencyError`` if the log no longer ends at ``expected_seq``.
         """
         raise NotImplementedError
@@ -326,6 +329,15 @@ class EventStore(EventLog):
         from .urls import redact
 
         return f"{type(self).__name__}({redact(self.url)!r})"
+
+
+def wake_kept(stored: float | None, new: float | None, now: float) -> bool:
+    """Whether an append leaves the saga's wake-up time ``stored`` as it is rather than set it
+    to ``new`` (epoch seconds): when both have come by ``now``, either makes the saga due now,
+    and the earlier one keeps it first in line. Rewriting it would move the row's entry in
+    the wake-up index on every append (on PostgreSQL, it would also rule out an update in
+    place of the row with all its indexes)."""
+    return stored is not None and new is not None and stored <= new <= now
 
 
 _COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)

@@ -10,12 +10,14 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, Generic, TypeVar
 
 from .. import events as ev
 from ..audit import event_hash
 
 __all__ = ["AttemptRows", "HashCache", "attempt_rows", "chain", "failed_step_of"]
+
+V = TypeVar("V")
 
 
 def chain(rows: Sequence[dict[str, Any]], datas: Sequence[Any], previous: str | None) -> str | None:
@@ -76,31 +78,32 @@ def failed_step_of(batch: Sequence[ev.Event]) -> str | None:
     return found
 
 
-class HashCache:
-    """The last hash of recently written or read sagas, keyed by saga id and ``seq``.
+class HashCache(Generic[V]):
+    """The last hash (or another fact) of recently written or read sagas, keyed by saga id
+    and ``seq``.
 
-    A hash at a given ``seq`` never changes (the log is append-only), so a hit
-    is always right; a miss costs the caller one read. Bounded: when full it
-    starts over.
+    What holds at a given ``seq`` never changes (the log is append-only), so a
+    hit is always right; a miss costs the caller one read. Bounded: when full
+    it starts over.
     """
 
     def __init__(self, size: int = 10_000) -> None:
         self._size = size
         self._lock = threading.Lock()
-        self._last: dict[str, tuple[int, str]] = {}
+        self._last: dict[str, tuple[int, V]] = {}
 
-    def get(self, saga_id: str, seq: int) -> str | None:
-        """The hash of ``saga_id``'s event ``seq`` if known."""
+    def get(self, saga_id: str, seq: int) -> V | None:
+        """What is known of ``saga_id`` at its event ``seq``."""
         found = self._last.get(saga_id)
         return found[1] if found is not None and found[0] == seq else None
 
-    def put(self, saga_id: str, seq: int, hash_: str | None) -> None:
-        """Remember that ``saga_id``'s event ``seq`` has hash ``hash_`` (``None``: nothing)."""
-        if hash_ is None:
+    def put(self, saga_id: str, seq: int, value: V | None) -> None:
+        """Remember ``value`` for ``saga_id``'s event ``seq`` (``None``: nothing)."""
+        if value is None:
             return
         with self._lock:
             if len(self._last) >= self._size and saga_id not in self._last:
                 self._last.clear()
             current = self._last.get(saga_id)
             if current is None or current[0] <= seq:
-                self._last[saga_id] = (seq, hash_)
+                self._last[saga_id] = (seq, value)

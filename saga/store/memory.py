@@ -29,6 +29,7 @@ from .base import (
     check_page,
     check_saga_id,
     encoded,
+    wake_kept,
 )
 
 __all__ = ["MemoryEventStore"]
@@ -188,7 +189,9 @@ class MemoryEventStore(EventStore):
                 saga.lease_until = None if lease_until is None else lease_until.timestamp()
             saga.events.extend(self._numbered(stored, saga.events[-1].hash if saga.events else None))
             saga.status = status
-            saga.wake_at = None if wake_at is None else wake_at.timestamp()
+            new_wake = None if wake_at is None else wake_at.timestamp()
+            if not wake_kept(saga.wake_at, new_wake, ts):
+                saga.wake_at = new_wake
             saga.updated_at = now
             self._schedule(saga_id, saga)
 

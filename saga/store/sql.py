@@ -131,7 +131,7 @@ class SqlEventStore(SchemaChecks, EventStore):
         encryption_key: str | KeyRing | None = None,
     ) -> None:
         super().__init__(url, max_payload=max_payload, schema=schema, encryption_key=encryption_key)
-        self._hashes = HashCache()
+        self._hashes: HashCache[str] = HashCache()
         self.engine = self._create_engine(url)
         if schema != "skip":
             self._open(ensure=schema == "create")

@@ -32,7 +32,7 @@ from sqlalchemy.pool import StaticPool
 
 from ..errors import InvalidInput, SagaNotFound
 from . import statements as q
-from .base import StoredEvent, check_page
+from .base import StoredEvent, check_page, wake_kept
 from .chain import HashCache, chain
 from .schema import events, sagas
 from .sql import Append, SqlEventStore, refusal, stored_event, translated
@@ -96,10 +96,7 @@ class SQLiteEventStore(SqlEventStore):
         the statement fixes itself, such as the page's ``OFFSET 0``, is written in)."""
         out = {}
         for name, stmt, keys in (
-            ("append", q.APPEND, None),
-            ("append_fenced", q.APPEND_FENCED, None),
-            ("append_same_status", q.APPEND_SAME_STATUS, None),
-            ("append_fenced_same_status", q.APPEND_FENCED_SAME_STATUS, None),
+            *((_variant(*key), stmt, None) for key, stmt in q.APPEND_VARIANTS.items()),
             ("insert", _INSERT, _INSERT_KEYS),
             ("create", q.CREATE, [c.name for c in sagas.c]),
             ("refused", q.REFUSED, None),
@@ -172,9 +169,10 @@ class SQLiteEventStore(SqlEventStore):
             db.execute(q.ATTEMPT_END, row)
 
     @functools.cached_property
-    def _statuses(self) -> HashCache:
-        """The status each recently written saga had at its last ``seq`` (a hint: an append
-        that keeps the status does not set it, and checks that it is still the same)."""
+    def _rows_as_written(self) -> HashCache[tuple[str, float | None]]:
+        """The status and wake-up time each recently written saga had at its last ``seq`` (a
+        hint: an append that keeps them does not set them, and checks that they are still
+        the same)."""
         return HashCache()
 
     def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
@@ -183,16 +181,23 @@ class SQLiteEventStore(SqlEventStore):
             self._run(db, "create", values)
             self._insert_rows(db, rows)
             self._attempts(db, starts, [])
-        self._statuses.put(values["saga_id"], values["last_seq"], values["status"])
+        self._rows_as_written.put(values["saga_id"], values["last_seq"],
+                                  (values["status"], values["wake_at"]))
 
     def _append_alone(self, a: Append) -> None:
-        update = "append" if a.owner is None else "append_fenced"
+        fenced = a.owner is not None
         params = a.params()
+        # Setting a column, even to what it is, rewrites its indexes' entries: an append
+        # that keeps the status or the wake-up time leaves them out.
+        hint = self._rows_as_written.get(a.saga_id, a.expected)
+        sets_status = hint is None or hint[0] != a.status
+        sets_wake = hint is None or not wake_kept(hint[1], a.wake_at, a.now)
         with self._raw(write=True) as db:
-            # Setting the status, even to what it is, rewrites its indexes' entries.
-            if (self._statuses.get(a.saga_id, a.expected) != a.status
-                    or self._run(db, f"{update}_same_status", params).rowcount != 1
-                    ) and self._run(db, update, params).rowcount != 1:
+            narrow = not (sets_status and sets_wake)
+            moved = ((narrow and self._run(db, _variant(fenced, sets_status, sets_wake), params
+                                           ).rowcount == 1)
+                     or self._run(db, _variant(fenced, True, True), params).rowcount == 1)
+            if not moved:
                 row = self._run(db, "refused", {"b_saga_id": a.saga_id}).fetchone()
                 raise refusal(row, a.saga_id, a.expected)
             if not a.chained:  # the seq check passed: the previous event is there
@@ -201,7 +206,8 @@ class SQLiteEventStore(SqlEventStore):
                 chain(a.rows, a.datas, found[0])
             self._insert_rows(db, a.rows)
             self._attempts(db, a.starts, a.ends)
-        self._statuses.put(a.saga_id, a.expected + len(a.rows), a.status)
+        kept = hint[1] if hint is not None and not sets_wake else a.wake_at
+        self._rows_as_written.put(a.saga_id, a.expected + len(a.rows), (a.status, kept))
 
     @translated
     def load(self, saga_id: str, *, after: int = 0, limit: int | None = None) -> list[StoredEvent]:
@@ -254,3 +260,9 @@ class _Spare:
         self._closed = True
         while self._idle:
             self._idle.pop().close()
+
+
+def _variant(fenced: bool, sets_status: bool, sets_wake: bool) -> str:
+    """The name of an append statement of :data:`~saga.store.statements.APPEND_VARIANTS`."""
+    return (f"append{'_fenced' if fenced else ''}{'' if sets_status else '_same_status'}"
+            f"{'' if sets_wake else '_same_wake'}")

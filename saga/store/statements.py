@@ -18,7 +18,8 @@ from .base import SagaSummary
 from .schema import events, sagas
 
 __all__ = [
-    "APPEND", "APPEND_FENCED", "ATTEMPT_END", "ATTEMPT_START", "CREATE", "LOAD", "PREVIOUS_HASH",
+    "APPEND", "APPEND_FENCED", "APPEND_VARIANTS", "ATTEMPT_END", "ATTEMPT_START", "CREATE",
+    "LOAD", "PREVIOUS_HASH",
     "SUMMARY", "due_query", "from_ts",
     "is_due", "lease_free", "lease_open", "summary_of", "to_ts",
 ]
@@ -71,16 +72,23 @@ def lease_free_at() -> sa.ColumnElement[Any]:
 CREATE = sagas.insert()
 
 
-def _append(*, status: bool) -> sa.Update:
+def _append(*, status: bool, wake: bool = True) -> sa.Update:
     values: dict[str, Any] = {
-        "last_seq": _B("b_last_seq"), "wake_at": _B("b_wake_at"), "updated_at": _B("b_now"),
+        "last_seq": _B("b_last_seq"), "updated_at": _B("b_now"),
         "failed_step": sa.func.coalesce(_B("b_failed_step"), sagas.c.failed_step),
     }
     if status:
         values["status"] = _B("b_status")
-    return (sagas.update()
+    if wake:
+        values["wake_at"] = _B("b_wake_at")
+    stmt = (sagas.update()
             .where(sagas.c.saga_id == _B("b_saga_id"), sagas.c.last_seq == _B("b_expected"))
             .values(**values))
+    if not status:
+        stmt = stmt.where(sagas.c.status == _B("b_status"))
+    if not wake:
+        stmt = stmt.where(sagas.c.wake_at <= _B("b_wake_at"))
+    return stmt
 
 
 def _fenced(append: sa.Update) -> sa.Update:
@@ -92,11 +100,15 @@ APPEND = _append(status=True)
 """An operator's append: checks ``seq`` only, leaves the lease alone."""
 APPEND_FENCED = _fenced(APPEND)
 """A lease holder's append: ``seq`` and lease checked in the one ``UPDATE`` (the fence)."""
-APPEND_SAME_STATUS = _append(status=False).where(sagas.c.status == _B("b_status"))
-APPEND_FENCED_SAME_STATUS = _fenced(APPEND_SAME_STATUS)
-"""``APPEND`` and ``APPEND_FENCED`` for an append that leaves the status as it is (they match
-no row if it is not): SQLite rewrites the entries of every index on a column an ``UPDATE``
-sets, changed or not."""
+APPEND_VARIANTS = {
+    (fenced, status, wake): _fenced(_append(status=status, wake=wake)) if fenced
+    else _append(status=status, wake=wake)
+    for fenced in (False, True) for status in (False, True) for wake in (False, True)
+}
+"""``APPEND`` and ``APPEND_FENCED`` (keyed ``(fenced, sets status, sets wake_at)``) for an
+append that leaves the status, the wake-up time (:func:`~saga.store.base.wake_kept`) or both
+as they are: such a variant matches no row if they are not as expected. SQLite rewrites the
+entries of every index on a column an ``UPDATE`` sets, changed or not."""
 LOAD = (
     sa.select(
         events.c.position, events.c.seq, events.c.type, events.c.schema_version,

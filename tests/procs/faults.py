@@ -38,11 +38,13 @@ def due() -> None:
 def kill_at_append(engine: sa.Engine, n: int, *, after: bool) -> None:
     """SIGKILL this process at the ``n``-th commit that writes events (1-based).
 
-    ``after=False``: just before the DBAPI commit (the transaction is lost).
+    ``after=False``: just before the DBAPI commit (the transaction is lost); for a statement
+    run in autocommit (its own transaction), just before it is sent.
     ``after=True``: once the commit has returned, before the caller acts on it: on
-    PostgreSQL when the connection goes back to the pool; on SQLite, whose store keeps its
-    own connections out of the pool, at whichever comes first of the next statement, the
-    start of the next step, and the caller's own call of :func:`due` once it has the result.
+    PostgreSQL when the statement in autocommit has returned, or when the connection of an
+    explicit transaction goes back to the pool; on SQLite, whose store keeps its own
+    connections out of the pool, at whichever comes first of the next statement, the start
+    of the next step, and the caller's own call of :func:`due` once it has the result.
     Commits that write no events (lease renewals, releases) are not counted;
     one commit that writes the events of several sagas (group commit) counts once.
     """
@@ -50,8 +52,22 @@ def kill_at_append(engine: sa.Engine, n: int, *, after: bool) -> None:
 
     @event.listens_for(engine, "before_cursor_execute")
     def _mark(conn: sa.Connection, _cursor: Any, statement: str, *_args: Any) -> None:
-        if _APPEND in " ".join(statement.upper().split()):  # plain or inside a WITH
-            conn.info["appending"] = True
+        nonlocal count
+        if _APPEND not in " ".join(statement.upper().split()):  # plain or inside a WITH
+            return
+        if not getattr(conn.connection.driver_connection, "autocommit", False):
+            conn.info["appending"] = True  # counted at the transaction's commit
+            return
+        count += 1  # the statement commits itself
+        if count == n:
+            if not after:
+                die()
+            conn.info["die_after_statement"] = True
+
+    @event.listens_for(engine, "after_cursor_execute")
+    def _ran(conn: sa.Connection, *_args: Any) -> None:
+        if conn.info.pop("die_after_statement", False):
+            die()
 
     @event.listens_for(engine, "rollback")
     def _rolled_back(conn: sa.Connection) -> None:

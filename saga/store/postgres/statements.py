@@ -146,7 +146,9 @@ WITH v AS (
     UPDATE sagas SET
         last_seq = v.last_seq,
         status = v.status,
-        wake_at = v.wake_at,
+        -- a wake-up already due stays as it was: the row keeps its index entries (a HOT update)
+        wake_at = CASE WHEN sagas.wake_at <= v.wake_at AND v.wake_at <= v.now THEN sagas.wake_at
+                       ELSE v.wake_at END,
         updated_at = v.now,
         failed_step = COALESCE(v.failed_step, sagas.failed_step),
         lease_owner = CASE WHEN v.fenced THEN v.lease_owner ELSE sagas.lease_owner END,

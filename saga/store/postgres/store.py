@@ -64,8 +64,16 @@ class PostgresEventStore(SqlEventStore):
 
     @contextmanager
     def _read(self) -> Iterator[sa.Connection]:
-        # Every read is one statement: in autocommit it is its own transaction, which
-        # spares the BEGIN and ROLLBACK round trips of an explicit one.
+        # Every read is one statement: in autocommit it is its own transaction.
+        with self._autocommit() as conn:
+            yield conn
+
+    @contextmanager
+    def _autocommit(self) -> Iterator[sa.Connection]:
+        """A connection on which each statement is a transaction of its own: one round trip,
+        where an explicit transaction costs three (``BEGIN``, the statement, ``COMMIT``). The
+        hot path's writes are single statements (their parts joined in CTEs), so they run
+        here too; a lost answer is handled as a lost ``COMMIT``'s is."""
         # (Set on the driver's connection: SQLAlchemy's isolation_level option would make
         # every later transaction on it spell out BEGIN ISOLATION LEVEL READ COMMITTED.)
         with self.engine.connect() as conn:
@@ -83,13 +91,14 @@ class PostgresEventStore(SqlEventStore):
     def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
                      starts: list[dict[str, Any]], *, wake: bool) -> None:
         stmt = pg.CREATE_WITH_EVENTS_AND_NOTIFY if wake else pg.CREATE_WITH_EVENTS
-        with self._write() as conn:
+        with self._autocommit() as conn:
             conn.execute(stmt, {**values, "events": pg.events_document(rows),
                                 "starts": dumps(starts)})
 
     def _append_alone(self, a: Append) -> None:
-        # The batch statement with one saga: the fence and the events in one round trip.
-        with self._write() as conn:
+        # The batch statement with one saga: the fence and the events in one round trip,
+        # one transaction. What follows it only explains a refusal or wakes idle workers.
+        with self._autocommit() as conn:
             won = conn.execute(pg.BATCH_APPEND, {
                 "sagas": pg.sagas_document([a]), "events": pg.events_document(a.rows),
                 "starts": dumps(a.starts), "ends": dumps(a.ends), "ids": [a.saga_id],
@@ -100,7 +109,7 @@ class PostgresEventStore(SqlEventStore):
                 self._wake(conn)
 
     def _wake(self, conn: sa.Connection) -> None:
-        """Tell idle workers, when ``conn``'s transaction commits, that a saga became due."""
+        """Tell idle workers that a saga became due (at once: ``conn`` is in autocommit)."""
         conn.execute(pg.NOTIFY)
 
     @functools.cached_property
@@ -142,7 +151,7 @@ class PostgresEventStore(SqlEventStore):
         # The batch travels as two JSON documents: one text parameter each is far cheaper
         # for the driver to send than a column of arrays.
         try:
-            with self._write() as conn:
+            with self._autocommit() as conn:  # the statement is the transaction
                 won = set(conn.execute(pg.BATCH_APPEND, {
                     "sagas": pg.sagas_document(appends),
                     "events": pg.events_document(row for a in appends for row in a.rows),
@@ -150,14 +159,6 @@ class PostgresEventStore(SqlEventStore):
                     "ends": dumps([row for a in appends for row in a.ends]),
                     "ids": [it.key for it in batch],
                 }).scalars())
-                for it, a in zip(batch, appends, strict=True):
-                    if a.saga_id not in won:
-                        try:
-                            self._refused(conn, a.saga_id, a.expected)
-                        except SagaError as e:
-                            it.error = e
-                if any(a.wake for a in appends if a.saga_id in won):
-                    self._wake(conn)
         except sa_exc.SQLAlchemyError as e:
             # Nothing is known to have committed: each append runs again on its own, with
             # its own fault handling (and its own check for a commit that did happen).
@@ -165,6 +166,23 @@ class PostgresEventStore(SqlEventStore):
                         len(batch), first_line(e))
             for it in batch:
                 it.error, it.solo = None, True
+            return
+        # Committed. What is left explains refusals and wakes idle workers; an append whose
+        # refusal cannot be read runs again alone, to be refused with its reason.
+        try:
+            with self._autocommit() as conn:
+                for it, a in zip(batch, appends, strict=True):
+                    if a.saga_id not in won:
+                        try:
+                            self._refused(conn, a.saga_id, a.expected)
+                        except SagaError as e:
+                            it.error = e
+                        except sa_exc.SQLAlchemyError:
+                            it.error, it.solo = None, True
+                if any(a.wake for a in appends if a.saga_id in won):
+                    self._wake(conn)
+        except sa_exc.SQLAlchemyError as e:
+            log.warning("after a group commit: %s", first_line(e))
 
     # -- claiming ---------------------------------------------------------------------------
 
@@ -190,7 +208,7 @@ class PostgresEventStore(SqlEventStore):
     ) -> list[str]:
         params = self._claim_params(owner, now, until=until, names=names, limit=limit,
                                     exclude=exclude)
-        with self._write() as conn:
+        with self._autocommit() as conn:  # one statement: its own transaction
             return [str(r) for r in conn.execute(pg.CLAIM, params).scalars()]
 
     @translated
@@ -208,7 +226,7 @@ class PostgresEventStore(SqlEventStore):
         # fence; an operator's append in between is caught by the seq check, as after a load.
         params = self._claim_params(owner, now, until=until, names=names, limit=limit,
                                     exclude=exclude)
-        with self._write() as conn:
+        with self._autocommit() as conn:  # one statement: its own transaction
             rows = conn.execute(pg.CLAIM_LOADED, params).all()
         by_saga: dict[str, list[Any]] = {}
         last_seq: dict[str, int] = {}
