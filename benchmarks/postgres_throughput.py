@@ -6,7 +6,8 @@ Prints, in one run, on a database of its own (created, and dropped at the end):
   insert+commit on one connection, and 100-row batches (one commit each);
 - sagas/s and steps/s for sagas run one at a time in one process, as
   ``coordinator.execute(...)`` and as ``coordinator.start(...)`` then
-  ``coordinator.run(...)``, each also as a percentage of the raw single-row rate;
+  ``coordinator.run(...)``, each also as a percentage of the raw single-row rate
+  measured just before and just after it (their mean);
 - sagas/s and steps/s with 1, 2 and 4 worker processes (real subprocesses
   running ``Coordinator.work``) driving a backlog of started sagas at once;
 - the time to finish 1,000 sagas left in flight by workers killed with
@@ -343,11 +344,19 @@ def main(argv: Sequence[str] | None = None) -> int:
         print(f"raw insert+commit, one connection:  {single:>8,.0f} commits/s", file=out)
         print(f"raw 100-row batches, one connection: {rows:>8,.0f} rows/s "
               f"({rows / 100:,.0f} commits/s)", file=out)
+        # Each mode's share of raw is against the raw rate measured just before and just
+        # after it, so that a machine whose disk speeds up or slows down meanwhile does not
+        # skew the ratio.
+        before = single
         for mode in ("execute", "start+run"):
             rate = one_at_a_time(url, count=args.one, warmup=args.warmup, mode=mode)
+            after, _ = raw_rates(url, count=args.raw, batch=100)
+            raw = (before + after) / 2
             print(f"one at a time, {mode + ',':<10} 1 process: {rate:>8,.0f} sagas/s "
                   f"{rate * STEPS:>8,.0f} steps/s ({args.one} sagas; "
-                  f"{100 * rate / single:.1f}% of raw)", file=out)
+                  f"{100 * rate / raw:.1f}% of raw {raw:,.0f}: {before:,.0f} before, "
+                  f"{after:,.0f} after)", file=out)
+            before = after
         for n in counts:
             rate = many_at_once(url, workers=n, sagas=args.many, concurrency=args.concurrency)
             print(f"{n} worker process{'es' if n > 1 else '  '} x {args.concurrency:<3} at once:   "
