@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 from collections.abc import Callable
-from concurrent.futures import FIRST_COMPLETED, Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import timedelta
+from queue import Empty, SimpleQueue
 
 from .clock import Clock, Wakeup
 from .errors import DefinitionMismatch, SagaError, StoreError, UnknownSagaName
@@ -40,6 +42,9 @@ class WorkerLoop:
     concurrency: int = 1
     _skipped: set[str] = field(default_factory=set)
     _in_flight: dict[str, Future[object]] = field(default_factory=dict)
+    _ended: SimpleQueue[str] = field(default_factory=SimpleQueue)
+    """Ids of drives that ended, put there as each ends: waiting for one, and collecting
+    them, costs the same however many drives are in flight."""
 
     def run(self, *, until_idle: bool, stop: threading.Event) -> int:
         """Drive due sagas until ``stop`` is set (or, with ``until_idle``, none is due now).
@@ -60,12 +65,12 @@ class WorkerLoop:
                     wakeup.wait(self.poll_interval, stop)
                     continue
                 for sid, stored in due:
-                    self._in_flight[sid] = pool.submit(self.drive, sid, stored)
+                    self._in_flight[sid] = fut = pool.submit(self.drive, sid, stored)
+                    fut.add_done_callback(functools.partial(self._ended_one, sid))
                 if due:
                     continue
                 if self._in_flight:
-                    wait(list(self._in_flight.values()), timeout=self.poll_interval,
-                         return_when=FIRST_COMPLETED)
+                    driven += self._collect(wait=self.poll_interval)
                     continue
                 if until_idle:
                     break
@@ -82,12 +87,21 @@ class WorkerLoop:
             limit=room, exclude=set(self._in_flight) | self._skipped | self.busy(),
         )
 
-    def _collect(self) -> int:
-        """Forget finished drives, logging those that failed; how many finished."""
-        done = [sid for sid, fut in self._in_flight.items() if fut.done()]
-        for sid in done:
-            self._finished(sid, self._in_flight.pop(sid))
-        return len(done)
+    def _ended_one(self, saga_id: str, _fut: Future[object]) -> None:
+        self._ended.put(saga_id)
+
+    def _collect(self, *, wait: float = 0.0) -> int:
+        """Forget finished drives, logging those that failed; how many finished. With ``wait``,
+        wait that many seconds at most for one to finish first."""
+        n = 0
+        try:
+            sid = self._ended.get(timeout=wait) if wait > 0 else self._ended.get_nowait()
+            while True:
+                self._finished(sid, self._in_flight.pop(sid))
+                n += 1
+                sid = self._ended.get_nowait()
+        except Empty:
+            return n
 
     def _finished(self, saga_id: str, fut: Future[object]) -> None:
         """Log a drive that failed, and let go of its lease so that another worker (or this
