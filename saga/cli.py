@@ -16,14 +16,14 @@ import signal
 import sys
 import threading
 from collections.abc import Callable, Sequence
-from pathlib import Path
 from types import FrameType
-from typing import Any, NoReturn
+from typing import NoReturn
 
 from .cli_ops import add_commands as add_operator_commands
+from .cli_ops import json_argument
 from .colour import paint, wanted
 from .coordinator import Coordinator
-from .errors import InvalidInput, SagaError, TargetError
+from .errors import SagaError, TargetError
 from .history import timeline as timeline_data
 from .logcommands import add_commands as add_log_commands
 from .sealing import redacted, require_keys
@@ -35,21 +35,6 @@ from .text import escape, shorten
 from .timeline import show, stream
 
 __all__ = ["load_targets", "main"]
-
-
-def _read_input(text: str) -> Any:
-    if text.startswith("@"):
-        path = Path(text[1:])
-        try:
-            text = path.read_text()
-        except OSError as e:
-            raise InvalidInput(
-                f"cannot read input file {shorten(str(path))!r}: {e.strerror}"
-            ) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidInput(f"--input is not valid JSON: {e}") from None
 
 
 def _open(args: argparse.Namespace, *, create: bool) -> EventStore:
@@ -86,7 +71,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
 
 def _cmd_start(args: argparse.Namespace) -> int:
     sagas = load_targets([args.target])
-    value = _read_input(args.input)
+    value = json_argument(args.input, "--input")
     names = {s.name for s in sagas}
     if args.name not in names:
         raise TargetError(f"unknown saga {shorten(args.name)!r} in {shorten(args.target)} "

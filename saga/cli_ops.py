@@ -33,7 +33,8 @@ def _open(args: argparse.Namespace) -> EventStore:
     return EventStore(args.db, schema="require")  # opening writes nothing (no schema, no file)
 
 
-def _json(text: str, option: str) -> Any:
+def json_argument(text: str, option: str) -> Any:
+    """The JSON value a command-line ``option`` gives, inline or as ``@file``."""
     if text.startswith("@"):
         path = Path(text[1:])
         try:
@@ -103,7 +104,7 @@ def _request(kind: Request) -> Callable[[argparse.Namespace], int]:
 
 
 def _cmd_skip(args: argparse.Namespace) -> int:
-    result = _json(args.result, "--result")
+    result = json_argument(args.result, "--result")
     with _open(args) as store:
         view = operator.skip(store, store.default_clock(), args.id, args.step, result=result,
                              reason=args.reason, by=args.by)
@@ -113,7 +114,7 @@ def _cmd_skip(args: argparse.Namespace) -> int:
 
 
 def _cmd_fork(args: argparse.Namespace) -> int:
-    value = SAME_INPUT if args.input is None else _json(args.input, "--input")
+    value = SAME_INPUT if args.input is None else json_argument(args.input, "--input")
     with _open(args) as store:
         new_id = fork(store, store.default_clock(), args.id, from_step=args.from_step,
                       input=value, new_id=args.new_id, reason=args.reason, by=args.by)

@@ -3,40 +3,28 @@
 from __future__ import annotations
 
 import json
-import os
 import re
 import subprocess
-import sys
 from pathlib import Path
 
 import pytest
 
 from saga import EventStore
 
-ROOT = Path(__file__).resolve().parent.parent
-SAGA = str(Path(sys.executable).with_name("saga"))
+from .cli_run import error_line, run
+
 TARGET = "tests.fixtures.cli_sagas"
 
 
 def saga(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run(
-        [SAGA, "--db", f"sqlite:///{db}", *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=60, check=False,
-        env={k: v for k, v in os.environ.items() if k != "SAGA_DATABASE_URL"},
-    )
+    result = run("--db", f"sqlite:///{db}", *args, timeout=60)
     if check:
         assert result.returncode == 0, result.stderr
     return result
 
 
 def fails(db: Path, *args: str, code: int = 1) -> str:
-    result = saga(db, *args, check=False)
-    assert result.returncode == code, (result.stdout, result.stderr)
-    lines = result.stderr.strip().splitlines()
-    if code == 1:
-        assert len(lines) == 1, result.stderr
-        assert lines[0].startswith("saga: error: ")
-    return lines[-1]
+    return error_line("--db", f"sqlite:///{db}", *args, code=code)
 
 
 def snapshot(db: Path) -> list[tuple[str, int]]:
@@ -107,7 +95,7 @@ def test_cancel_and_retry(tmp_path: Path) -> None:
         (("start", TARGET, "no-such-saga", "--input", "{}"), "unknown saga 'no-such-saga'"),
         (("start", TARGET, "place-order", "--input", '{"sku": 1}'), "invalid input"),
         (("start", TARGET, "place-order", "--input", "{not json"), "not valid JSON"),
-        (("start", TARGET, "place-order", "--input", "@/no/such/file.json"), "cannot read input"),
+        (("start", TARGET, "place-order", "--input", "@/no/such/file.json"), "cannot read --input file"),
         (("start", "tests.fixtures.broken_target", "x", "--input", "{}"), "does not import"),
         (("start", "tests.fixtures.twice", "twice", "--input", "{}"), "used twice"),
         (("start", "no_such_module_anywhere", "x", "--input", "{}"), "does not import"),
@@ -154,8 +142,7 @@ def test_malformed_arguments_exit_2(tmp_path: Path) -> None:
 
 
 def test_bad_database_url(tmp_path: Path) -> None:
-    result = subprocess.run([SAGA, "--db", "nonsense", "list"], capture_output=True, text=True,
-                            timeout=60, cwd=tmp_path, check=False)
+    result = run("--db", "nonsense", "list", cwd=tmp_path, timeout=60)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("saga: error: not a database URL: it has no scheme")
     assert "nonsense" not in result.stderr  # a value without a scheme is never echoed

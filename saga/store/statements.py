@@ -21,7 +21,7 @@ __all__ = [
     "APPEND", "APPEND_FENCED", "APPEND_VARIANTS", "ATTEMPT_END", "ATTEMPT_START", "CREATE",
     "LOAD", "PREVIOUS_HASH",
     "SUMMARY", "due_query", "from_ts",
-    "is_due", "lease_free", "lease_open", "summary_of", "to_ts",
+    "is_due", "lease_free", "lease_open", "next_wake", "summary_of", "to_ts",
 ]
 
 ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
@@ -96,19 +96,28 @@ def _fenced(append: sa.Update) -> sa.Update:
             .values(lease_owner=_B("b_lease_owner"), lease_expires_at=_B("b_lease_until")))
 
 
-APPEND = _append(status=True)
-"""An operator's append: checks ``seq`` only, leaves the lease alone."""
-APPEND_FENCED = _fenced(APPEND)
-"""A lease holder's append: ``seq`` and lease checked in the one ``UPDATE`` (the fence)."""
 APPEND_VARIANTS = {
     (fenced, status, wake): _fenced(_append(status=status, wake=wake)) if fenced
     else _append(status=status, wake=wake)
     for fenced in (False, True) for status in (False, True) for wake in (False, True)
 }
-"""``APPEND`` and ``APPEND_FENCED`` (keyed ``(fenced, sets status, sets wake_at)``) for an
-append that leaves the status, the wake-up time (:func:`~saga.store.base.wake_kept`) or both
-as they are: such a variant matches no row if they are not as expected. SQLite rewrites the
-entries of every index on a column an ``UPDATE`` sets, changed or not."""
+"""``APPEND`` and ``APPEND_FENCED`` (keyed ``(fenced, sets status, sets wake_at)``), and their
+forms for an append that leaves the status, the wake-up time (:func:`~saga.store.base.wake_kept`)
+or both as they are: such a form matches no row if they are not as expected. SQLite rewrites
+the entries of every index on a column an ``UPDATE`` sets, changed or not."""
+APPEND = APPEND_VARIANTS[(False, True, True)]
+"""An operator's append: checks ``seq`` only, leaves the lease alone."""
+APPEND_FENCED = APPEND_VARIANTS[(True, True, True)]
+"""A lease holder's append: ``seq`` and lease checked in the one ``UPDATE`` (the fence)."""
+
+
+def next_wake(new: sa.ColumnElement[Any], now: sa.ColumnElement[Any]) -> sa.ColumnElement[Any]:
+    """The ``wake_at`` an append that asks for ``new`` at ``now`` leaves: the one there if both
+    have come by ``now``, else ``new`` (:func:`~saga.store.base.wake_kept`, in SQL)."""
+    return sa.case(
+        (sa.and_(sagas.c.wake_at <= new, new <= now), sagas.c.wake_at),
+        else_=new,
+    )
 LOAD = (
     sa.select(
         events.c.position, events.c.seq, events.c.type, events.c.schema_version,

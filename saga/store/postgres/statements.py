@@ -13,7 +13,7 @@ from sqlalchemy.dialects import postgresql
 
 from ..base import dumps
 from ..sql import Append
-from ..statements import is_due, lease_open
+from ..statements import is_due, lease_open, next_wake
 from .notify import CHANNEL
 
 __all__ = [
@@ -30,7 +30,7 @@ def _sql(expr: sa.ColumnElement[Any]) -> str:
     return str(expr.compile(dialect=_DIALECT))
 
 
-_v = sa.table("v", sa.column("owner"), sa.column("now"))
+_v = sa.table("v", sa.column("owner"), sa.column("now"), sa.column("wake_at"))
 
 _EVENT_COLUMNS = """
 INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer, hash)
@@ -147,8 +147,7 @@ WITH v AS (
         last_seq = v.last_seq,
         status = v.status,
         -- a wake-up already due stays as it was: the row keeps its index entries (a HOT update)
-        wake_at = CASE WHEN sagas.wake_at <= v.wake_at AND v.wake_at <= v.now THEN sagas.wake_at
-                       ELSE v.wake_at END,
+        wake_at = {_sql(next_wake(_v.c.wake_at, _v.c.now))},
         updated_at = v.now,
         failed_step = COALESCE(v.failed_step, sagas.failed_step),
         lease_owner = CASE WHEN v.fenced THEN v.lease_owner ELSE sagas.lease_owner END,
