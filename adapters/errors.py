@@ -14,6 +14,7 @@ __all__ = [
     "CallTimedOut",
     "CircuitOpen",
     "ConnectionFailed",
+    "HttpBodyTooLarge",
     "HttpError",
     "HttpRejected",
     "InjectedFault",
@@ -73,6 +74,22 @@ class HttpRejected(PermanentError):
     def __init__(self, message: str, *, status: int) -> None:
         super().__init__(message)
         self.status = status
+
+
+class HttpBodyTooLarge(PermanentError):
+    """The service answered 2xx with a body larger than the adapter reads (its ``max_body``).
+
+    Final: another attempt would get the same answer. The service acted but its
+    answer cannot be used, so the attempt's effect is in doubt (``in_doubt``)
+    and the step is compensated. ``status`` is the code, ``limit`` the bound in bytes.
+    """
+
+    in_doubt = True
+
+    def __init__(self, message: str, *, status: int, limit: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.limit = limit
 
 
 class ParticipantUnavailable(AdapterError):
