@@ -13,6 +13,7 @@ __all__ = [
     "AllReplicasFailed",
     "CallTimedOut",
     "CircuitOpen",
+    "CompensationFailed",
     "ConnectionFailed",
     "HttpBodyTooLarge",
     "HttpError",
@@ -124,6 +125,22 @@ class AllReplicasFailed(AdapterError):
         super().__init__(
             message, retry_after=min(known) if known and len(known) == len(times) else None
         )
+        self.errors = tuple(errors)
+
+
+class CompensationFailed(AdapterError):
+    """A hedge could not undo a losing replica that answered anyway (or may have: it was
+    cancelled in flight); ``errors`` holds each failed compensation's error, in order.
+
+    Retryable, so the step's next attempt hedges again under the same
+    idempotency key; its effect is in doubt (``in_doubt``), so if the step
+    gives up it is compensated all the same.
+    """
+
+    in_doubt = True
+
+    def __init__(self, message: str, errors: Sequence[BaseException]) -> None:
+        super().__init__(message)
         self.errors = tuple(errors)
 
 

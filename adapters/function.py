@@ -20,8 +20,11 @@ class Function(Adapter):
 
     For services reached through a client library of their own, and for
     simulations: ``Faulty(Function(reserve, target="inventory"), fail_rate=0.1)``.
-    Errors propagate as ``fn`` raises them; a plain ``fn`` called from
-    :meth:`acall` runs on a worker thread.
+    Errors propagate as ``fn`` raises them. A plain ``fn`` called from
+    :meth:`acall` runs on a worker thread, and a thread cannot be stopped: once
+    handed over, ``fn`` runs to its end, and a call cancelled meanwhile (a
+    hedge that no longer needs it) waits for it and answers as it does, so the
+    call log records how it really ended and a hedge learns of its effect.
     """
 
     kind: ClassVar[str] = "function"
@@ -47,7 +50,14 @@ class Function(Adapter):
             return value
 
     async def acall(self, ctx: StepContext, /, **request: Any) -> Any:
-        with recorded(ctx, self.kind, self.target):
-            if self._is_async:
+        if self._is_async:
+            with recorded(ctx, self.kind, self.target):
                 return await self.fn(**request)
-            return await asyncio.to_thread(self.fn, **request)
+        running = asyncio.ensure_future(asyncio.to_thread(self, ctx, **request))  # recorded there
+        while True:
+            try:
+                return await asyncio.shield(running)
+            except asyncio.CancelledError:
+                if running.cancelled():  # the loop itself is closing
+                    raise
+                # The thread cannot be stopped: wait for its end and answer as it does.
