@@ -23,7 +23,7 @@ class BreakerState(Enum):
     OPEN = "open"
     """Calls are refused until ``reset_after`` has passed."""
     HALF_OPEN = "half-open"
-    """One trial call is out; others are refused until it ends."""
+    """One trial call is out; others are refused until it ends or its time is up."""
 
 
 class CircuitBreaker(Adapter):
@@ -117,10 +117,7 @@ class CircuitBreaker(Adapter):
         ``CircuitOpen``."""
         now = ctx.clock.now()
         with self._lock:
-            if self._state is BreakerState.HALF_OPEN:
-                assert self._trial_until is not None
-                if now >= self._trial_until:  # the trial is still out at its time: it failed then
-                    self._open(self._trial_until)
+            self._expire_trial(now)
             if self._state is BreakerState.CLOSED:
                 return None
             if self._state is BreakerState.OPEN:
@@ -149,6 +146,13 @@ class CircuitBreaker(Adapter):
         self._trials += 1
         return self._trials
 
+    def _expire_trial(self, now: datetime) -> None:
+        """A trial still out when its time is up failed then."""
+        if self._state is BreakerState.HALF_OPEN:
+            assert self._trial_until is not None
+            if now >= self._trial_until:
+                self._open(self._trial_until)
+
     def _open(self, at: datetime) -> None:
         self._state, self._opened_at, self._trial_until = BreakerState.OPEN, at, None
 
@@ -157,6 +161,7 @@ class CircuitBreaker(Adapter):
         ``None`` when it was cancelled."""
         now = ctx.clock.now()
         with self._lock:
+            self._expire_trial(now)
             if trial is not None and (trial != self._trials or self._state is not BreakerState.HALF_OPEN):
                 return  # a trial counted as failed when its time was up: its end changes nothing
             if failed is None:

@@ -13,7 +13,7 @@ import pytest
 
 from saga import Coordinator, EventStore, Retry, Saga, StepContext, VirtualClock
 from saga import events as ev
-from saga.adapters import BreakerState, CircuitBreaker, CircuitOpen, Http, HttpError
+from saga.adapters import BreakerState, CircuitBreaker, CircuitOpen, Function, Http, HttpError
 
 from .loopback import Reply, Service
 
@@ -116,3 +116,29 @@ def test_through_the_coordinator_a_trial_abandoned_at_the_step_timeout_lets_the_
             assert e.next_attempt_at is not None
             assert (e.next_attempt_at - e.at).total_seconds() > 0.5
     assert payments.hits == 3, "no second call while the trial was out, one trial after it"
+
+
+def test_a_trial_that_answers_after_its_attempt_limit_counts_as_failed_as_the_attempt_does() -> None:
+    clock = VirtualClock()
+    answers: Iterator[str | Exception] = iter([ConnectionError("down"), "late", "ok"])
+
+    def service() -> str:
+        answer = next(answers)
+        if isinstance(answer, Exception):
+            raise answer
+        if answer == "late":
+            clock.advance(10)  # past the attempt's limit: the coordinator records it timed out
+        return answer
+
+    breaker = CircuitBreaker(Function(service, target="svc"), failures=1, reset_after=30)
+    with pytest.raises(ConnectionError):
+        breaker(context(clock))
+    clock.advance(30)
+    deadline = clock.now() + timedelta(seconds=5)
+    assert breaker(context(clock, deadline)) == "late"
+    assert breaker.state is BreakerState.OPEN
+    with pytest.raises(CircuitOpen) as caught:
+        breaker(context(clock))
+    assert caught.value.retry_after == deadline + timedelta(seconds=30)
+    clock.advance(25)
+    assert breaker(context(clock)) == "ok" and breaker.state is BreakerState.CLOSED
