@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from saga.definition import StepContext
 
-from .base import Adapter, recorded, run_coroutine
+from .base import Adapter, recorded, run_coroutine, run_to_end
 from .errors import InvalidAdapter
 
 __all__ = ["Function"]
@@ -21,10 +20,9 @@ class Function(Adapter):
     For services reached through a client library of their own, and for
     simulations: ``Faulty(Function(reserve, target="inventory"), fail_rate=0.1)``.
     Errors propagate as ``fn`` raises them. A plain ``fn`` called from
-    :meth:`acall` runs on a worker thread, and a thread cannot be stopped: once
-    handed over, ``fn`` runs to its end, and a call cancelled meanwhile (a
-    hedge that no longer needs it) waits for it and answers as it does, so the
-    call log records how it really ended and a hedge learns of its effect.
+    :meth:`acall` runs on a worker thread, which cannot be stopped: a call
+    cancelled meanwhile (a hedge that no longer needs it) waits for ``fn`` and
+    answers as it does, so the call log says how it really ended.
     """
 
     kind: ClassVar[str] = "function"
@@ -53,11 +51,4 @@ class Function(Adapter):
         if self._is_async:
             with recorded(ctx, self.kind, self.target):
                 return await self.fn(**request)
-        running = asyncio.ensure_future(asyncio.to_thread(self, ctx, **request))  # recorded there
-        while True:
-            try:
-                return await asyncio.shield(running)
-            except asyncio.CancelledError:
-                if running.cancelled():  # the loop itself is closing
-                    raise
-                # The thread cannot be stopped: wait for its end and answer as it does.
+        return await run_to_end(self, ctx, **request)  # recorded on that thread

@@ -86,8 +86,10 @@ class Hedge(Adapter):
 
     A stopped HTTP request's connection is closed, so the service sees the
     client go, but it may have acted: its leg is logged ``cancelled``, its
-    effect in doubt. A plain function cannot be stopped: its leg runs to its
-    end and is logged as it ended (``ok`` if it answered after the winner). A
+    effect in doubt. A call on a worker thread (a plain
+    :class:`~saga.adapters.Function`, a :class:`~saga.adapters.SqlParticipant`)
+    cannot be stopped: its leg runs to its end and is logged as it ended (``ok``
+    if it answered after the winner). A
     :class:`~saga.PermanentError` from any replica ends the call at once; when
     all fail it raises :class:`~saga.adapters.AllReplicasFailed`. The hedge
     returns only when every leg it started has ended.

@@ -7,13 +7,23 @@ import asyncio
 import threading
 import time
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
+import sqlalchemy as sa
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, VirtualClock
 from saga import events as ev
-from saga.adapters import AdapterError, CompensationFailed, Function, Hedge, Http, InvalidAdapter
+from saga.adapters import (
+    AdapterError,
+    CompensationFailed,
+    Function,
+    Hedge,
+    Http,
+    InvalidAdapter,
+    SqlParticipant,
+)
 
 from .loopback import Reply, Service, services
 
@@ -126,6 +136,33 @@ def test_a_permanent_error_still_undoes_a_leg_that_answered_after_it(how: str) -
     assert ledger.booked == ["slow"]
     assert ledger.undone == [("slow", "slow-1", "o-1/book/do/replica-2/compensate")]
     assert summary(ctx) == [("refuses", "error"), ("slow", "ok"), ("cancel slow", "ok")]
+
+
+@HOW
+def test_a_losing_sql_participant_waits_for_its_transaction_and_is_undone_after_it(
+    tmp_path: Path, how: str
+) -> None:
+    def book(connection: sa.Connection) -> dict[str, int]:
+        if "slow" in str(connection.engine.url):
+            time.sleep(0.3)
+        connection.execute(sa.text("CREATE TABLE IF NOT EXISTS rooms (n INT)"))
+        connection.execute(sa.text("INSERT INTO rooms VALUES (1)"))
+        return {"room": 1}
+
+    def unbook(connection: sa.Connection) -> None:
+        connection.execute(sa.text("DELETE FROM rooms"))
+
+    urls = [f"sqlite:///{tmp_path / name}.db" for name in ("slow", "fast")]
+    slow, fast = (SqlParticipant(url) for url in urls)
+    hedge = Hedge([slow, fast], after=0.05, compensate=[slow, fast], compensate_request={"work": unbook})
+    ctx = context()
+    assert call(hedge, ctx, how, work=book) == {"room": 1}
+    assert [c.outcome for c in ctx.calls.calls()] == ["ok", "ok", "ok"], "the slow one committed"
+    rooms = []
+    for url in urls:
+        with sa.create_engine(url).connect() as c:
+            rooms.append(c.execute(sa.text("SELECT count(*) FROM rooms")).scalar_one())
+    assert rooms == [0, 1], "the loser's booking was undone after it committed, the winner's stands"
 
 
 @pytest.fixture
