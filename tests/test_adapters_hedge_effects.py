@@ -82,7 +82,7 @@ def undo_request(ctx: StepContext) -> dict[str, Any]:
 @HOW
 def test_a_losing_leg_that_answered_is_logged_as_it_ended(how: str) -> None:
     ledger = Ledger()
-    hedge = Hedge([ledger.book("slow", after=0.3), ledger.book("fast")], after=0.05)
+    hedge = Hedge([ledger.book("slow", after=0.5), ledger.book("fast")], after=0.05)
     ctx = context()
     assert call(hedge, ctx, how) == {"ref": "fast-1"}
     assert sorted(ledger.booked) == ["fast", "slow"], "both effects happened"
@@ -93,7 +93,7 @@ def test_a_losing_leg_that_answered_is_logged_as_it_ended(how: str) -> None:
 def test_with_compensate_the_hedge_undoes_a_losing_leg_that_answered(how: str) -> None:
     ledger = Ledger()
     hedge = Hedge(
-        [ledger.book("slow", after=0.3), ledger.book("fast")], after=0.05,
+        [ledger.book("slow", after=0.5), ledger.book("fast")], after=0.05,
         compensate=[ledger.cancel("slow"), ledger.cancel("fast")], compensate_request=undo_request,
     )
     ctx = context()
@@ -126,7 +126,7 @@ def test_a_permanent_error_still_undoes_a_leg_that_answered_after_it(how: str) -
     ledger = Ledger()
     hedge = Hedge(
         [ledger.book("refuses", after=0.1, fail=PermanentError("no such room")),
-         ledger.book("slow", after=0.3)],
+         ledger.book("slow", after=0.5)],
         after=0.02, compensate=[ledger.cancel("refuses"), ledger.cancel("slow")],
         compensate_request=undo_request,
     )
@@ -144,7 +144,7 @@ def test_a_losing_sql_participant_waits_for_its_transaction_and_is_undone_after_
 ) -> None:
     def book(connection: sa.Connection) -> dict[str, int]:
         if "slow" in str(connection.engine.url):
-            time.sleep(0.3)
+            time.sleep(0.5)
         connection.execute(sa.text("CREATE TABLE IF NOT EXISTS rooms (n INT)"))
         connection.execute(sa.text("INSERT INTO rooms VALUES (1)"))
         return {"room": 1}
@@ -202,7 +202,7 @@ def test_a_compensation_that_fails_fails_the_call_retryably_and_in_doubt(how: st
         raise ConnectionError("cannot cancel now")
 
     hedge = Hedge(
-        [ledger.book("slow", after=0.3), ledger.book("fast")], after=0.05,
+        [ledger.book("slow", after=0.5), ledger.book("fast")], after=0.05,
         compensate=[Function(refuse, target="cancel slow"), ledger.cancel("fast")],
     )
     ctx = context()
@@ -219,7 +219,7 @@ def test_through_the_coordinator_every_booking_a_hedge_made_is_undone(sqlite_url
     trip = Saga("trip")
     trip.call(
         "book",
-        Hedge([ledger.book("slow", after=0.3), ledger.book("fast")], after=0.05,
+        Hedge([ledger.book("slow", after=0.5), ledger.book("fast")], after=0.05,
               compensate=[ledger.cancel("slow"), ledger.cancel("fast")], compensate_request=undo_request),
         compensate=Function(lambda ref, key: ledger.undone.append(("winner", ref, key)), target="cancel"),
         compensate_request=undo_request,
