@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import threading
 from abc import ABC, abstractmethod
-from collections.abc import Coroutine, Iterator
+from collections.abc import Callable, Coroutine, Iterator
 from contextlib import contextmanager
 from typing import Any, ClassVar, TypeVar
 
@@ -13,7 +13,7 @@ from saga.calls import PendingCall
 from saga.definition import StepContext
 from saga.errors import PermanentError
 
-__all__ = ["Adapter", "is_permanent", "recorded", "run_coroutine"]
+__all__ = ["Adapter", "is_permanent", "recorded", "run_coroutine", "run_to_end"]
 
 T = TypeVar("T")
 
@@ -93,3 +93,20 @@ def run_coroutine(coro: Coroutine[Any, Any, T]) -> T:
         raise box["error"]
     value: T = box["value"]
     return value
+
+
+async def run_to_end(fn: Callable[..., T], /, *args: Any, **kwargs: Any) -> T:
+    """``fn(*args, **kwargs)`` on a worker thread, awaited to its end.
+
+    A thread cannot be stopped: a cancellation that arrives while it runs (a
+    hedge that no longer needs the call) waits for it, and the call answers
+    or raises as ``fn`` does. So a call that records itself inside ``fn`` is
+    logged as it really ended, and a hedge learns of its effect.
+    """
+    running = asyncio.ensure_future(asyncio.to_thread(fn, *args, **kwargs))
+    while True:
+        try:
+            return await asyncio.shield(running)
+        except asyncio.CancelledError:
+            if running.cancelled():  # the event loop itself is closing
+                raise

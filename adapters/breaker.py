@@ -23,7 +23,7 @@ class BreakerState(Enum):
     OPEN = "open"
     """Calls are refused until ``reset_after`` has passed."""
     HALF_OPEN = "half-open"
-    """One trial call is out; others are refused until it ends."""
+    """One trial call is out; others are refused until it ends or its time is up."""
 
 
 class CircuitBreaker(Adapter):
@@ -34,12 +34,16 @@ class CircuitBreaker(Adapter):
     ``reset_after`` seconds after it opened, the next call goes through as a
     trial while any other arriving meanwhile is still refused: the trial's
     success closes the circuit, its failure opens it for another
-    ``reset_after``. A :class:`~saga.PermanentError` is an answer from a working
-    service, so it counts as a success; a call cancelled by a hedge counts as
-    neither. Time is the step context's clock. The state lives in this object:
-    per process, shared by every step that uses it. A refused call is recorded
-    in the call log as ``rejected``; ``CircuitOpen.retry_after`` is when the
-    next trial may go through.
+    ``reset_after``. A trial has until its attempt's time limit
+    (``ctx.attempt_deadline``), and at most ``reset_after``, to end: one still
+    out by then (a step abandoned at its timeout while the service drips its
+    answer) counts as failed at that time, and its late end changes nothing.
+    A :class:`~saga.PermanentError` is an answer from a working service, so it
+    counts as a success; a call cancelled by a hedge counts as neither. Time
+    is the step context's clock. The state lives in this object: per process,
+    shared by every step that uses it. A refused call is recorded in the call
+    log as ``rejected``; ``CircuitOpen.retry_after`` is when the next trial may
+    go through, or, while a trial is out, when its time is up.
     """
 
     kind: ClassVar[str] = "breaker"
@@ -65,6 +69,8 @@ class CircuitBreaker(Adapter):
         self._state = BreakerState.CLOSED
         self._failed = 0
         self._opened_at: datetime | None = None
+        self._trials = 0  # numbers the trials, so that a trial counted at its time is known late
+        self._trial_until: datetime | None = None
 
     @property
     def target(self) -> str:
@@ -73,7 +79,8 @@ class CircuitBreaker(Adapter):
     @property
     def state(self) -> BreakerState:
         """The state as of the last call (an open circuit whose time is up stays ``OPEN``
-        until a call makes the trial)."""
+        until a call makes the trial; a trial out past its time stays ``HALF_OPEN``
+        until a call counts it as failed)."""
         with self._lock:
             return self._state
 
@@ -105,44 +112,71 @@ class CircuitBreaker(Adapter):
 
     # -- the state machine ------------------------------------------------------------------
 
-    def _admit(self, ctx: StepContext) -> bool:
-        """Let the call through (``True`` if it is the trial) or raise ``CircuitOpen``."""
+    def _admit(self, ctx: StepContext) -> int | None:
+        """Let the call through (with the trial's number if it is the trial) or raise
+        ``CircuitOpen``."""
         now = ctx.clock.now()
         with self._lock:
+            self._expire_trial(now)
             if self._state is BreakerState.CLOSED:
-                return False
-            assert self._opened_at is not None
-            reopen = self._opened_at + timedelta(seconds=self.reset_after)
-            if self._state is BreakerState.OPEN and now >= reopen:
-                self._state = BreakerState.HALF_OPEN
-                return True
-            state = self._state
-        if state is BreakerState.HALF_OPEN:
-            error = CircuitOpen(f"circuit breaker on {self.target} is half-open: its trial call is out")
-        else:
-            error = CircuitOpen(
-                f"circuit breaker on {self.target} is open until {reopen.isoformat()}", retry_after=reopen
-            )
+                return None
+            if self._state is BreakerState.OPEN:
+                assert self._opened_at is not None
+                reopen = self._opened_at + timedelta(seconds=self.reset_after)
+                if now >= reopen:
+                    return self._start_trial(now, ctx.attempt_deadline)
+                error = CircuitOpen(
+                    f"circuit breaker on {self.target} is open until {reopen.isoformat()}",
+                    retry_after=reopen,
+                )
+            else:
+                assert self._trial_until is not None
+                error = CircuitOpen(
+                    f"circuit breaker on {self.target} is half-open: its trial call is out "
+                    f"until {self._trial_until.isoformat()} at the latest",
+                    retry_after=self._trial_until,
+                )
         ctx.calls.begin(self.adapter.kind, self.target, ctx.clock).finish("rejected", error)
         raise error
 
-    def _ended(self, ctx: StepContext, trial: bool, *, failed: bool | None) -> None:
-        """Count a call's end: ``failed`` is ``None`` when it was cancelled."""
+    def _start_trial(self, now: datetime, deadline: datetime | None) -> int:
+        until = now + timedelta(seconds=self.reset_after)
+        self._state = BreakerState.HALF_OPEN
+        self._trial_until = until if deadline is None else min(until, deadline)
+        self._trials += 1
+        return self._trials
+
+    def _expire_trial(self, now: datetime) -> None:
+        """A trial still out when its time is up failed then."""
+        if self._state is BreakerState.HALF_OPEN:
+            assert self._trial_until is not None
+            if now >= self._trial_until:
+                self._open(self._trial_until)
+
+    def _open(self, at: datetime) -> None:
+        self._state, self._opened_at, self._trial_until = BreakerState.OPEN, at, None
+
+    def _ended(self, ctx: StepContext, trial: int | None, *, failed: bool | None) -> None:
+        """Count a call's end: ``trial`` is its number if it was the trial, ``failed`` is
+        ``None`` when it was cancelled."""
         now = ctx.clock.now()
         with self._lock:
+            self._expire_trial(now)
+            if trial is not None and (trial != self._trials or self._state is not BreakerState.HALF_OPEN):
+                return  # a trial counted as failed when its time was up: its end changes nothing
             if failed is None:
-                if trial and self._state is BreakerState.HALF_OPEN:
-                    self._state = BreakerState.OPEN  # the trial never finished: the next call tries
-                    self._opened_at = now - timedelta(seconds=self.reset_after)
+                if trial is not None:  # the trial never finished: the next call tries
+                    self._open(now - timedelta(seconds=self.reset_after))
                 return
             if not failed:
-                if trial or self._state is BreakerState.CLOSED:
+                if trial is not None or self._state is BreakerState.CLOSED:
                     self._state, self._failed, self._opened_at = BreakerState.CLOSED, 0, None
+                    self._trial_until = None
                 return
-            if trial:
-                self._state, self._opened_at = BreakerState.OPEN, now
+            if trial is not None:
+                self._open(now)
                 return
             if self._state is BreakerState.CLOSED:
                 self._failed += 1
                 if self._failed >= self.failures:
-                    self._state, self._opened_at = BreakerState.OPEN, now
+                    self._open(now)

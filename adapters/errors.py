@@ -13,7 +13,9 @@ __all__ = [
     "AllReplicasFailed",
     "CallTimedOut",
     "CircuitOpen",
+    "CompensationFailed",
     "ConnectionFailed",
+    "HttpBodyTooLarge",
     "HttpError",
     "HttpRejected",
     "InjectedFault",
@@ -75,6 +77,22 @@ class HttpRejected(PermanentError):
         self.status = status
 
 
+class HttpBodyTooLarge(PermanentError):
+    """The service answered 2xx with a body larger than the adapter reads (its ``max_body``).
+
+    Final: another attempt would get the same answer. The service acted but its
+    answer cannot be used, so the attempt's effect is in doubt (``in_doubt``)
+    and the step is compensated. ``status`` is the code, ``limit`` the bound in bytes.
+    """
+
+    in_doubt = True
+
+    def __init__(self, message: str, *, status: int, limit: int) -> None:
+        super().__init__(message)
+        self.status = status
+        self.limit = limit
+
+
 class ParticipantUnavailable(AdapterError):
     """The participant's database could not be reached, or the transaction hit a transient error."""
 
@@ -107,6 +125,22 @@ class AllReplicasFailed(AdapterError):
         super().__init__(
             message, retry_after=min(known) if known and len(known) == len(times) else None
         )
+        self.errors = tuple(errors)
+
+
+class CompensationFailed(AdapterError):
+    """A hedge could not undo a losing replica that answered anyway (or may have: it was
+    cancelled in flight); ``errors`` holds each failed compensation's error, in order.
+
+    Retryable, so the step's next attempt hedges again under the same
+    idempotency key; its effect is in doubt (``in_doubt``), so if the step
+    gives up it is compensated all the same.
+    """
+
+    in_doubt = True
+
+    def __init__(self, message: str, errors: Sequence[BaseException]) -> None:
+        super().__init__(message)
         self.errors = tuple(errors)
 
 

@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import asyncio
 import inspect
 from collections.abc import Callable
 from typing import Any, ClassVar
 
 from saga.definition import StepContext
 
-from .base import Adapter, recorded, run_coroutine
+from .base import Adapter, recorded, run_coroutine, run_to_end
 from .errors import InvalidAdapter
 
 __all__ = ["Function"]
@@ -20,8 +19,10 @@ class Function(Adapter):
 
     For services reached through a client library of their own, and for
     simulations: ``Faulty(Function(reserve, target="inventory"), fail_rate=0.1)``.
-    Errors propagate as ``fn`` raises them; a plain ``fn`` called from
-    :meth:`acall` runs on a worker thread.
+    Errors propagate as ``fn`` raises them. A plain ``fn`` called from
+    :meth:`acall` runs on a worker thread, which cannot be stopped: a call
+    cancelled meanwhile (a hedge that no longer needs it) waits for ``fn`` and
+    answers as it does, so the call log says how it really ended.
     """
 
     kind: ClassVar[str] = "function"
@@ -47,7 +48,7 @@ class Function(Adapter):
             return value
 
     async def acall(self, ctx: StepContext, /, **request: Any) -> Any:
-        with recorded(ctx, self.kind, self.target):
-            if self._is_async:
+        if self._is_async:
+            with recorded(ctx, self.kind, self.target):
                 return await self.fn(**request)
-            return await asyncio.to_thread(self.fn, **request)
+        return await run_to_end(self, ctx, **request)  # recorded on that thread

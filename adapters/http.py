@@ -9,7 +9,8 @@ import ssl
 import string
 import threading
 import urllib.parse
-from collections.abc import Mapping
+from collections.abc import Iterator, Mapping
+from contextlib import contextmanager
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Any, ClassVar
 
@@ -20,6 +21,7 @@ from .base import Adapter, recorded
 from .errors import (
     CallTimedOut,
     ConnectionFailed,
+    HttpBodyTooLarge,
     HttpError,
     HttpRejected,
     InvalidAdapter,
@@ -30,11 +32,17 @@ from .errors import (
 if TYPE_CHECKING:
     import httpx
 
-__all__ = ["Http", "redact_url"]
+__all__ = ["DEFAULT_MAX_BODY", "Http", "redact_url"]
+
+DEFAULT_MAX_BODY = 10 * 1024 * 1024
+"""Bytes of a 2xx body an :class:`Http` adapter reads unless built with another ``max_body``."""
 
 _METHODS = frozenset({"GET", "HEAD", "POST", "PUT", "PATCH", "DELETE", "OPTIONS"})
 _RETRYABLE_STATUS = frozenset({408, 429})
-_BODY_START = 200
+_BODY_START = 200  # characters of an error answer's body its message shows
+_ERROR_BODY = 4096  # bytes of an error answer read for them
+_MAX_REDIRECTS = 10
+_DEFAULT_PORTS = {"http": 80, "https": 443}
 _DEFAULT_TIMEOUT = 10.0
 _INSTALL = "Http needs httpx: pip install 'saga-coordinator[http]'"
 
@@ -74,10 +82,22 @@ class Http(Adapter):
     and 5xx raise retryable errors (:class:`~saga.adapters.ConnectionFailed`,
     :class:`~saga.adapters.CallTimedOut`, :class:`~saga.adapters.HttpError`);
     a ``Retry-After`` header (seconds or an HTTP date) becomes the error's
-    ``retry_after``. Any other 4xx, or a redirect that cannot be followed,
-    raises :class:`~saga.adapters.HttpRejected` (a :class:`~saga.PermanentError`)
-    with the status and the start of the body. ``timeout`` (seconds, default
-    10) bounds connecting and each read and write.
+    ``retry_after``, and one that names no usable time is ignored. Any other
+    4xx, or a redirect that is not followed, raises
+    :class:`~saga.adapters.HttpRejected` (a :class:`~saga.PermanentError`)
+    with the status and the start of the body.
+
+    Redirects are followed only within the URL's origin (scheme, host and
+    port), at most 10 in a row; each hop is a call of its own in the call
+    log. A redirect to another origin is refused rather than followed, so the
+    request's body and headers (an API key, the idempotency key) never reach
+    a service they were not meant for: to call it, name its URL.
+
+    A 2xx body is read as it arrives, up to ``max_body`` bytes (default 10
+    MiB); a longer one raises :class:`~saga.adapters.HttpBodyTooLarge` (final,
+    its effect in doubt) without reading the rest. Of any other answer only
+    the start is read, for the message. ``timeout`` (seconds, default 10)
+    bounds connecting and each read and write.
 
     Needs httpx (``pip install 'saga-coordinator[http]'``).
     """
@@ -91,6 +111,7 @@ class Http(Adapter):
         *,
         headers: Mapping[str, str] | None = None,
         timeout: float | None = None,
+        max_body: int = DEFAULT_MAX_BODY,
     ) -> None:
         self._httpx = _httpx()
         if not isinstance(method, str) or method.upper() not in _METHODS:
@@ -115,10 +136,14 @@ class Http(Adapter):
             isinstance(timeout, bool) or not isinstance(timeout, int | float) or not timeout > 0
         ):
             raise InvalidAdapter(f"Http: timeout must be a positive number of seconds, not {timeout!r}")
+        if isinstance(max_body, bool) or not isinstance(max_body, int) or max_body < 1:
+            raise InvalidAdapter(f"Http: max_body must be a whole number of bytes >= 1, not {max_body!r}")
         self.method = method.upper()
         self.url = url
         self.headers = dict(headers or {})
         self.timeout = float(timeout) if timeout is not None else _DEFAULT_TIMEOUT
+        self.max_body = max_body
+        """The most bytes of a 2xx body a call reads (see :class:`~saga.adapters.HttpBodyTooLarge`)."""
         self._lock = threading.Lock()
         self._client: httpx.Client | None = None
         self._client_pid = 0
@@ -141,16 +166,22 @@ class Http(Adapter):
         path: Mapping[str, Any] | None = None,
     ) -> Any:
         url = self._url(path)
-        with recorded(ctx, self.kind, redact_url(url)), telemetry.http_call(ctx, self.method, url) as span:
-            try:
-                response = self._sync_client().request(
-                    self.method, url, json=json, params=params,
-                    headers=span.inject(self._headers(ctx, headers)),
-                )
-            except self._httpx.HTTPError as e:
-                raise self._transport_error(url, e) from e
-            span.status(response.status_code)
-            return self._answer(ctx, url, response)
+        client = self._sync_client()
+        request = client.build_request(
+            self.method, url, json=json, params=params, headers=self._headers(ctx, headers)
+        )
+        hop, shown = 0, url
+        while True:
+            with self._hop(ctx, request, shown) as span:
+                response = client.send(request, stream=True)
+                try:
+                    span.status(response.status_code)
+                    after = self._redirect(request, response, shown, hop)
+                    if after is None:
+                        return self._answer(ctx, request, shown, response, self._read(response))
+                finally:
+                    response.close()
+            request, shown, hop = after, str(after.url), hop + 1
 
     async def acall(
         self,
@@ -163,22 +194,25 @@ class Http(Adapter):
         path: Mapping[str, Any] | None = None,
     ) -> Any:
         url = self._url(path)
-        with recorded(ctx, self.kind, redact_url(url)), telemetry.http_call(ctx, self.method, url) as span:
-            # A client per call: an async client belongs to one event loop, and closing it
-            # when a hedge cancels this call closes the connection, so the server sees
-            # the client go.
-            async with self._httpx.AsyncClient(
-                timeout=self.timeout, follow_redirects=True, verify=self._ssl_context()
-            ) as client:
-                try:
-                    response = await client.request(
-                        self.method, url, json=json, params=params,
-                        headers=span.inject(self._headers(ctx, headers)),
-                    )
-                except self._httpx.HTTPError as e:
-                    raise self._transport_error(url, e) from e
-            span.status(response.status_code)
-            return self._answer(ctx, url, response)
+        # A client per call: an async client belongs to one event loop, and closing it
+        # when a hedge cancels this call closes the connection, so the server sees
+        # the client go.
+        async with self._httpx.AsyncClient(timeout=self.timeout, verify=self._ssl_context()) as client:
+            request = client.build_request(
+                self.method, url, json=json, params=params, headers=self._headers(ctx, headers)
+            )
+            hop, shown = 0, url
+            while True:
+                with self._hop(ctx, request, shown) as span:
+                    response = await client.send(request, stream=True)
+                    try:
+                        span.status(response.status_code)
+                        after = self._redirect(request, response, shown, hop)
+                        if after is None:
+                            return self._answer(ctx, request, shown, response, await self._aread(response))
+                    finally:
+                        await response.aclose()
+                request, shown, hop = after, str(after.url), hop + 1
 
     # -- pieces -----------------------------------------------------------------------------
 
@@ -200,13 +234,63 @@ class Http(Adapter):
         headers["Idempotency-Key"] = ctx.idempotency_key
         return headers
 
+    @contextmanager
+    def _hop(self, ctx: StepContext, request: httpx.Request, shown: str) -> Iterator[Any]:
+        """One request of a call: recorded in ``ctx.calls``, in a span of its own, with
+        httpx's errors translated."""
+        with recorded(ctx, self.kind, redact_url(shown)), \
+                telemetry.http_call(ctx, request.method, shown) as span:
+            request.headers.update(span.inject({}))
+            try:
+                yield span
+            except self._httpx.HTTPError as e:
+                raise self._transport_error(request.method, shown, e) from e
+
+    def _redirect(
+        self, request: httpx.Request, response: httpx.Response, shown: str, hop: int
+    ) -> httpx.Request | None:
+        """The request a redirect asks for next (``None`` for an answer); raises
+        :class:`HttpRejected` for one that is not followed."""
+        after = response.next_request
+        if after is None:
+            return None
+        status = response.status_code
+        what = f"{request.method} {redact_url(shown)} answered {status}"
+        if hop >= _MAX_REDIRECTS:
+            raise HttpRejected(f"{what}: more than {_MAX_REDIRECTS} redirects in a row", status=status)
+        if _origin(after.url) != _origin(request.url):
+            raise HttpRejected(
+                f"{what}, a redirect to {redact_url(str(after.url))}: not followed, as it is on "
+                f"another origin than {_origin_text(request.url)} (the request's body and headers "
+                f"are meant for that one only)",
+                status=status,
+            )
+        return after
+
+    def _limit(self, response: httpx.Response) -> int:
+        """How much of ``response``'s body to read: a 2xx one up to the bound, of any other
+        only the start its error message shows."""
+        return self.max_body if 200 <= response.status_code < 300 else _ERROR_BODY
+
+    def _read(self, response: httpx.Response) -> _Body:
+        body = _Body(self._limit(response))
+        for chunk in response.iter_bytes():
+            if not body.add(chunk):
+                break
+        return body
+
+    async def _aread(self, response: httpx.Response) -> _Body:
+        body = _Body(self._limit(response))
+        async for chunk in response.aiter_bytes():
+            if not body.add(chunk):
+                break
+        return body
+
     def _sync_client(self) -> httpx.Client:
         with self._lock:
             if self._client is None or self._client_pid != os.getpid():
                 # A forked child must not share the parent's pooled connections.
-                self._client = self._httpx.Client(
-                    timeout=self.timeout, follow_redirects=True, verify=self._ssl_context()
-                )
+                self._client = self._httpx.Client(timeout=self.timeout, verify=self._ssl_context())
                 self._client_pid = os.getpid()
             return self._client
 
@@ -218,22 +302,30 @@ class Http(Adapter):
             self._ssl = ssl.create_default_context(cafile=certifi.where())
         return self._ssl
 
-    def _transport_error(self, url: str, error: Exception) -> Exception:
-        what = f"{self.method} {redact_url(url)}"
+    def _transport_error(self, method: str, shown: str, error: Exception) -> Exception:
+        what = f"{method} {redact_url(shown)}"
         if isinstance(error, self._httpx.TimeoutException):
             return CallTimedOut(f"{what}: no answer within {self.timeout:g}s ({type(error).__name__})")
         if isinstance(error, self._httpx.TransportError):
             return ConnectionFailed(f"{what}: {type(error).__name__}: {error}".rstrip(": "))
         return ConnectionFailed(f"{what}: {type(error).__name__}: {error}")
 
-    def _answer(self, ctx: StepContext, url: str, response: httpx.Response) -> Any:
+    def _answer(
+        self, ctx: StepContext, request: httpx.Request, shown: str, response: httpx.Response, body: _Body
+    ) -> Any:
         status = response.status_code
+        what = f"{request.method} {redact_url(shown)} answered {status}"
         if 200 <= status < 300:
-            return _decode(response)
-        what = f"{self.method} {redact_url(url)} answered {status}"
-        body = response.text[:_BODY_START]
-        if body:
-            what += f": {body!r}"
+            if body.size > self.max_body:
+                raise HttpBodyTooLarge(
+                    f"{what} with a body over {self.max_body} bytes, more than this adapter reads "
+                    f"(its max_body)",
+                    status=status, limit=self.max_body,
+                )
+            return _decode(response, body.content())
+        start = _text(response, body.content())[:_BODY_START]
+        if start:
+            what += f": {start!r}"
         if status in _RETRYABLE_STATUS or status >= 500:
             after = _retry_after(response.headers.get("retry-after"), ctx.clock.now())
             raise HttpError(what, status=status, retry_after=after)
@@ -247,24 +339,60 @@ class Http(Adapter):
                 self._client = None
 
 
-def _decode(response: httpx.Response) -> Any:
-    if response.status_code == 204 or not response.content:
+class _Body:
+    """The bytes of an answer read so far, and how many there were (the read stops past
+    ``limit``)."""
+
+    __slots__ = ("limit", "parts", "size")
+
+    def __init__(self, limit: int) -> None:
+        self.limit = limit
+        self.parts: list[bytes] = []
+        self.size = 0
+
+    def add(self, chunk: bytes) -> bool:
+        """Keep ``chunk``; ``False`` once past the limit (read no further)."""
+        self.parts.append(chunk)
+        self.size += len(chunk)
+        return self.size <= self.limit
+
+    def content(self) -> bytes:
+        return b"".join(self.parts)
+
+
+def _origin(url: httpx.URL) -> tuple[str, str, int | None]:
+    """Scheme, host and port (the scheme's default when the URL names none)."""
+    return url.scheme, url.host, url.port or _DEFAULT_PORTS.get(url.scheme)
+
+
+def _origin_text(url: httpx.URL) -> str:
+    scheme, host, port = _origin(url)
+    return f"{scheme}://{host}:{port}"
+
+
+def _text(response: httpx.Response, content: bytes) -> str:
+    return content.decode(response.encoding or "utf-8", errors="replace")
+
+
+def _decode(response: httpx.Response, content: bytes) -> Any:
+    if response.status_code == 204 or not content:
         return None
     try:
-        return json.loads(response.content)
+        return json.loads(content)
     except ValueError:
-        return response.text
+        return _text(response, content)
 
 
 def _retry_after(value: str | None, now: datetime) -> datetime | None:
-    """The time a ``Retry-After`` header names: ``now`` plus seconds, or an HTTP date."""
+    """The time a ``Retry-After`` header names: ``now`` plus seconds, or an HTTP date;
+    ``None`` when it names no time that can be represented."""
     if value is None:
         return None
     value = value.strip()
-    if value.isdigit():
-        return now + timedelta(seconds=int(value))
     try:
+        if value.isascii() and value.isdigit():
+            return now + timedelta(seconds=int(value))
         when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError, IndexError):
+    except (TypeError, ValueError, IndexError, OverflowError):
         return None
     return when if when.tzinfo is not None else when.replace(tzinfo=UTC)

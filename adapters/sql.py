@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import asyncio
 import json
 import os
 import threading
@@ -16,7 +15,7 @@ from sqlalchemy.dialects import postgresql, sqlite
 from saga.codec import InvalidValue, to_json_value
 from saga.definition import StepContext
 
-from .base import Adapter, recorded
+from .base import Adapter, recorded, run_to_end
 from .errors import InvalidAdapter, InvalidRequest, ParticipantRejected, ParticipantUnavailable
 
 __all__ = ["SqlParticipant"]
@@ -94,11 +93,10 @@ class SqlParticipant(Adapter):
             return self._run(ctx.idempotency_key, work)
 
     async def acall(self, ctx: StepContext, /, work: Work) -> Any:
-        """As a plain call, on a worker thread. Cancelled (by a hedge), the transaction still
-        ends in its own time; if it commits, the next attempt finds its result in the inbox."""
-        self._check(work)
-        with recorded(ctx, self.kind, self.target):
-            return await asyncio.to_thread(self._run, ctx.idempotency_key, work)
+        """As a plain call, on a worker thread. A transaction cannot be stopped from outside:
+        cancelled (by a hedge), the call waits for it to end and answers as it does, so the
+        call log says whether it committed."""
+        return await run_to_end(self, ctx, work)
 
     def dispose(self) -> None:
         """Close the participant's pooled connections."""

@@ -55,7 +55,11 @@ def error_name(error: BaseException) -> str:
 
 
 def describe(error: BaseException, retry: Retry) -> ErrorInfo:
-    """Classify an exception raised by a step for the record (its message made storable)."""
+    """Classify an exception raised by a step for the record (its message made storable).
+
+    An exception whose ``in_doubt`` is ``True`` (an adapter that knows the service
+    acted, as on an answer it cannot use) leaves the attempt's effect in doubt.
+    """
     try:
         message = printable(str(error))
     except Exception as e:  # a __str__ that fails: say so rather than lose the attempt
@@ -66,7 +70,7 @@ def describe(error: BaseException, retry: Retry) -> ErrorInfo:
     if not isinstance(after, datetime) or after.utcoffset() is None:
         after = None  # only an aware time can be compared with the log's
     return ErrorInfo(type=error_name(error), message=message, retryable=retry.is_retryable(error),
-                     retry_after=after)
+                     retry_after=after, lost=getattr(error, "in_doubt", False) is True)
 
 
 _local = threading.local()

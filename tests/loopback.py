@@ -17,12 +17,18 @@ from typing import Any
 
 @dataclass(frozen=True)
 class Reply:
-    """One scripted answer: sent after ``delay`` seconds unless the client goes first."""
+    """One scripted answer: sent after ``delay`` seconds unless the client goes first.
+
+    With ``pieces`` above 1 the body is sent that many times over as HTTP chunks,
+    ``pause`` seconds apart: a long streamed answer, or one that drips.
+    """
 
     status: int = 200
     body: Any = None  # JSON-encoded unless bytes or str
     headers: dict[str, str] = field(default_factory=dict)
     delay: float = 0.0
+    pieces: int = 1
+    pause: float = 0.0
 
 
 @dataclass(frozen=True)
@@ -85,9 +91,25 @@ class Service:
                     self.send_header("Content-Type", "application/json")
                 for k, v in reply.headers.items():
                     self.send_header(k, v)
+                if reply.pieces > 1:
+                    self._send_chunked(data, reply)
+                    return
                 self.send_header("Content-Length", str(len(data)))
                 self.end_headers()
                 self.wfile.write(data)
+
+            def _send_chunked(self, data: bytes, reply: Reply) -> None:
+                self.send_header("Transfer-Encoding", "chunked")
+                self.end_headers()
+                chunk = b"%x\r\n%s\r\n" % (len(data), data)
+                try:
+                    for i in range(reply.pieces):
+                        if i and reply.pause:
+                            time.sleep(reply.pause)
+                        self.wfile.write(chunk)
+                    self.wfile.write(b"0\r\n\r\n")
+                except OSError:  # the client went before the end
+                    self.close_connection = True
 
             do_GET = do_POST = do_PUT = do_PATCH = do_DELETE = _handle
 
