@@ -42,11 +42,14 @@ def error_text(error: BaseException, *, limit: int, mask: Callable[[str], str] =
     (see :func:`~saga.codec.printable`) and cut to ``limit`` characters, saying how long it was.
     A ``__str__`` that fails gives a message saying so."""
     try:
-        message = printable(mask(str(error)))
+        text = str(error)
     except Exception as e:
-        message = f"<the error's message could not be read: {type(e).__name__}>"
-    if len(message) > limit:
-        message = message[:limit] + f"… ({len(message)} characters)"
+        return f"<the error's message could not be read: {type(e).__name__}>"
+    # Only the start of a long text is masked: what is cut off is never stored, and masking
+    # seldom shortens a text to half its length.
+    message = printable(mask(text[:2 * limit]))
+    if len(message) > limit or len(text) > 2 * limit:
+        message = message[:limit] + f"… ({len(text)} characters)"
     return message
 
 
