@@ -104,7 +104,8 @@ class Call(BaseModel):
     adapter: str
     """What kind of adapter made it: ``"http"``, ``"sql"``, ``"function"``, …"""
     target: str
-    """Where it went: a URL or a database, never with a password."""
+    """Where it went: a URL or a database, never with a password, nor with a secret the attempt
+    was given (see :class:`CallLog`)."""
     outcome: Outcome
     error: CallError | None = None
     started_at: datetime

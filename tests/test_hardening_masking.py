@@ -196,8 +196,8 @@ def closed_port() -> int:
     return port
 
 
-def test_a_secret_in_an_http_call_is_masked_in_the_call_log_show_and_spans(sql_url: str,
-                                                                            otel: Otel) -> None:  # noqa: F811
+def test_a_secret_in_an_http_call_is_masked_in_its_calls_and_spans(
+        sql_url: str, otel: Otel) -> None:  # noqa: F811 (the fixture imported above)
     service = Service("bank").then(Reply(422, {"error": f"card {CARD} refused"}))
     down = Http("GET", f"http://127.0.0.1:{closed_port()}/cards/{{card}}")
     bank = Http("POST", service.url + "/cards/{card}/{phrase}", timeout=5)
