@@ -6,26 +6,51 @@ circuit breaker refused), in the order the calls *started*, even when they
 ran concurrently. The coordinator hands a fresh log to every attempt in its
 :class:`~saga.StepContext` and records ``log.calls()`` with the attempt's
 outcome, so failovers, hedges and open breakers are part of the audit trail.
+The log's ``mask`` hides the secrets the attempt was given in what it records.
 """
 
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
+from .codec import printable
+
 if TYPE_CHECKING:
     from .clock import Clock
 
-__all__ = ["Call", "CallAdapter", "CallError", "CallLog", "Outcome", "PendingCall"]
+__all__ = ["Call", "CallAdapter", "CallError", "CallLog", "Outcome", "PendingCall", "as_is", "error_text"]
 
 Outcome = Literal["ok", "error", "cancelled", "rejected"]
 """``ok``; ``error`` (it failed); ``cancelled`` (a hedge no longer needed it, or the
 attempt ended while it ran); ``rejected`` (a circuit breaker refused it without calling)."""
 
 _MESSAGE_LIMIT = 500
+
+
+def as_is(text: str) -> str:
+    """The mask of an attempt that was given no secret: ``text`` unchanged."""
+    return text
+
+
+def error_text(error: BaseException, *, limit: int, mask: Callable[[str], str] = as_is) -> str:
+    """``str(error)`` as a record keeps it: passed through ``mask`` first, then made storable
+    (see :func:`~saga.codec.printable`) and cut to ``limit`` characters, saying how long it was.
+    A ``__str__`` that fails gives a message saying so."""
+    try:
+        text = str(error)
+    except Exception as e:
+        return f"<the error's message could not be read: {type(e).__name__}>"
+    # Only the start of a long text is masked: what is cut off is never stored, and masking
+    # seldom shortens a text to half its length.
+    message = printable(mask(text[:2 * limit]))
+    if len(message) > limit or len(text) > 2 * limit:
+        message = message[:limit] + f"… ({len(text)} characters)"
+    return message
 
 
 @runtime_checkable
@@ -59,16 +84,14 @@ class CallError(BaseModel):
     status: int | None = None
 
     @classmethod
-    def of(cls, error: BaseException) -> CallError:
-        """Describe ``error`` (its message cut to 500 characters; ``status`` from an
-        integer ``status`` attribute, as HTTP errors carry)."""
-        message = str(error)
-        if len(message) > _MESSAGE_LIMIT:
-            message = message[:_MESSAGE_LIMIT] + f"… ({len(message)} characters)"
+    def of(cls, error: BaseException, *, mask: Callable[[str], str] = as_is) -> CallError:
+        """Describe ``error`` (its message through ``mask`` and cut to 500 characters, see
+        :func:`error_text`; ``status`` from an integer ``status`` attribute, as HTTP errors
+        carry)."""
         status = getattr(error, "status", None)
         return cls(
             type=_type_name(error),
-            message=message,
+            message=error_text(error, limit=_MESSAGE_LIMIT, mask=mask),
             status=status if isinstance(status, int) and not isinstance(status, bool) else None,
         )
 
@@ -81,7 +104,8 @@ class Call(BaseModel):
     adapter: str
     """What kind of adapter made it: ``"http"``, ``"sql"``, ``"function"``, …"""
     target: str
-    """Where it went: a URL or a database, never with a password."""
+    """Where it went: a URL or a database, never with a password, nor with a secret the attempt
+    was given (see :class:`CallLog`)."""
     outcome: Outcome
     error: CallError | None = None
     started_at: datetime
@@ -100,7 +124,7 @@ class PendingCall:
 
     def __init__(self, log: CallLog, clock: Clock, adapter: str, target: str) -> None:
         self._log, self._clock = log, clock
-        self.adapter, self.target = adapter, target
+        self.adapter, self.target = adapter, log.mask(target)
         self.started_at = clock.now()
         self.call: Call | None = None
 
@@ -117,7 +141,7 @@ class PendingCall:
             adapter=self.adapter,
             target=self.target,
             outcome=outcome,
-            error=None if error is None else CallError.of(error),
+            error=None if error is None else CallError.of(error, mask=self._log.mask),
             started_at=self.started_at,
             duration=max((ended - self.started_at).total_seconds(), 0.0),
         )
@@ -131,11 +155,17 @@ class CallLog:
     the attempt's outcome records. A call still running when :meth:`calls` is
     read (a plain step abandoned at its timeout) is reported ``cancelled``,
     timed up to that moment.
+
+    ``mask`` hides the secrets the attempt was given (see
+    :class:`saga.sealing.Mask`): every call's target and error message pass
+    through it as they are recorded, and whatever else reports on the attempt
+    (its error, its telemetry) uses the same one.
     """
 
-    __slots__ = ("__weakref__", "_lock", "_pending")
+    __slots__ = ("__weakref__", "_lock", "_pending", "mask")
 
-    def __init__(self) -> None:
+    def __init__(self, *, mask: Callable[[str], str] | None = None) -> None:
+        self.mask: Callable[[str], str] = mask or as_is
         self._lock = threading.Lock()
         self._pending: list[PendingCall] = []
 

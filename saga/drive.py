@@ -33,7 +33,7 @@ from .errors import ConcurrencyError, LeaseHeld, PayloadTooLarge
 from .execution import Outcome, run_attempt
 from .leases import LeaseKeeper
 from .reading import load_state
-from .sealing import sealed_target, step_input, step_result, step_results
+from .sealing import attempt_mask, sealed_target, step_input, step_result, step_results
 from .state import ErrorInfo, Phase, SagaState
 from .store.base import EventLog
 
@@ -237,6 +237,9 @@ class Drive:
         target = step.compensation if attempt.compensation else step
         assert target is not None  # decide starts only compensations that exist
         keys = self.driving.store.key_ring  # opens the secret fields of the input and results
+        given = step_input(saga, state, keys)
+        results = step_results(saga, state, keys)
+        result = step_result(saga, state, step.name, keys) if attempt.compensation else None
         ctx = StepContext(
             saga_id=state.saga_id,
             saga_name=saga.name,
@@ -244,13 +247,13 @@ class Drive:
             attempt=attempt.attempt,
             idempotency_key=idempotency_key(state.saga_id, step.name,
                                             compensation=attempt.compensation),
-            input=step_input(saga, state, keys),
-            results=step_results(saga, state, keys),
-            result=step_result(saga, state, step.name, keys) if attempt.compensation else None,
+            input=given,
+            results=results,
+            result=result,
             deadline=state.deadline,
             attempt_deadline=attempt.timeout_at,
             compensating=attempt.compensation,
-            calls=CallLog(),
+            calls=CallLog(mask=attempt_mask(given, result, *results.values())),
             clock=self.driving.clock,
         )
         return _Call(sealed_target(target, ctx, keys), ctx)

@@ -12,8 +12,8 @@ from datetime import datetime
 from queue import SimpleQueue
 from typing import Any, ClassVar
 
-from .calls import Call
-from .codec import InvalidValue, printable, to_json_value
+from .calls import Call, as_is, error_text
+from .codec import InvalidValue, to_json_value
 from .definition import StepContext
 from .policies import Retry
 from .state import ErrorInfo
@@ -54,18 +54,15 @@ def error_name(error: BaseException) -> str:
     return f"{cls.__module__}.{cls.__qualname__}"
 
 
-def describe(error: BaseException, retry: Retry) -> ErrorInfo:
-    """Classify an exception raised by a step for the record (its message made storable).
+def describe(error: BaseException, retry: Retry, *, mask: Callable[[str], str] = as_is
+             ) -> ErrorInfo:
+    """Classify an exception raised by a step for the record (its message through ``mask``,
+    made storable: see :func:`~saga.calls.error_text`).
 
     An exception whose ``in_doubt`` is ``True`` (an adapter that knows the service
     acted, as on an answer it cannot use) leaves the attempt's effect in doubt.
     """
-    try:
-        message = printable(str(error))
-    except Exception as e:  # a __str__ that fails: say so rather than lose the attempt
-        message = f"<the error's message could not be read: {type(e).__name__}>"
-    if len(message) > _MESSAGE_LIMIT:
-        message = message[:_MESSAGE_LIMIT] + f"… ({len(message)} characters)"
+    message = error_text(error, limit=_MESSAGE_LIMIT, mask=mask)
     after = getattr(error, "retry_after", None)
     if not isinstance(after, datetime) or after.utcoffset() is None:
         after = None  # only an aware time can be compared with the log's
@@ -102,6 +99,9 @@ def run_attempt(
     ignored, and the attempt is reported timed out at its limit. Exceptions
     become :class:`~saga.ErrorInfo`; ``KeyboardInterrupt`` and
     ``SystemExit`` propagate.
+
+    Every message the outcome carries, its own and its calls', has passed
+    through ``ctx.calls.mask``: the secrets the attempt was given are masked.
 
     A result the log cannot store (not JSON, or JSON it cannot read back:
     see :func:`~saga.codec.to_json_value`) fails the attempt for good, in
@@ -150,13 +150,14 @@ def _attempt(
     except AttemptTimedOut:
         return _timed_out(ctx, timeout or 0.0)
     except Exception as e:
-        return Outcome(error=describe(e, retry))
+        return Outcome(error=describe(e, retry, mask=ctx.calls.mask))
     try:
         return Outcome(result=to_json_value(value))
     except InvalidValue as e:
+        why = error_text(e, limit=_MESSAGE_LIMIT, mask=ctx.calls.mask)
         return Outcome(error=ErrorInfo(
             type="InvalidResult",
-            message=f"{ctx.step} returned a value the log cannot store: {e}",
+            message=f"{ctx.step} returned a value the log cannot store: {why}",
             retryable=False,
             lost=True,
         ))

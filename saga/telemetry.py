@@ -18,6 +18,10 @@ Spans (names and attributes are a contract):
   child of its attempt, with OpenTelemetry's HTTP client attributes; the request
   carries the call's ``traceparent``.
 
+Text that may quote a secret the attempt was given (``url.full``, status
+messages, the ``exception`` events' message and stack trace) passes through
+the attempt's mask (``ctx.calls.mask``, see :class:`saga.sealing.Mask`).
+
 Metrics: ``saga.step.attempts`` (counter) and ``saga.step.duration`` (histogram,
 seconds) by ``saga.name``, ``saga.step.name``, ``saga.step.compensation`` and
 ``saga.step.outcome`` (``succeeded``, ``failed``, ``timed_out``); ``saga.sagas``
@@ -32,6 +36,7 @@ import os
 import sys
 import threading
 import time
+import traceback
 import urllib.parse
 import weakref
 from collections.abc import Callable, Iterable, Iterator, Mapping
@@ -247,12 +252,20 @@ class _Attempt:
         _running.pop(id(ctx), None)
         _context.detach(self.token)
         if exc is not None:
-            span.record_exception(exc)
+            _record_exception(span, exc, ctx.calls.mask)
         if error_type is not None:
             span.set_attribute("error.type", error_type)
-            message = error.message if error is not None and exc is None else str(exc)
+            message = error.message if error is not None and exc is None else ctx.calls.mask(str(exc))
             span.set_status(_trace.Status(_trace.StatusCode.ERROR, message))
         span.end()
+
+
+def _record_exception(span: Any, exc: BaseException, mask: Callable[[str], str]) -> None:
+    """The span's ``exception`` event for ``exc``, its message and stack trace through ``mask``."""
+    span.record_exception(exc, attributes={
+        "exception.message": mask(str(exc)),
+        "exception.stacktrace": mask("".join(traceback.format_exception(exc))),
+    })
 
 
 def _qualified(exc: BaseException) -> str:
@@ -288,10 +301,11 @@ class _HttpSpan(_NoHttpSpan):
         running = _running.get(id(ctx))
         parent = (_trace.set_span_in_context(running[1])
                   if running is not None and running[0] is ctx else None)
+        self.mask = mask = ctx.calls.mask
         self.span = tracer.start_span(
             method, context=parent, kind=_trace.SpanKind.CLIENT,
-            attributes={"http.request.method": method, "url.full": _without_credentials(parts),
-                        "server.address": parts.hostname or "", "server.port": port},
+            attributes={"http.request.method": method, "url.full": mask(_without_credentials(parts)),
+                        "server.address": mask(parts.hostname or ""), "server.port": port},
         )
         self.code: int | None = None
 
@@ -311,7 +325,7 @@ class _HttpSpan(_NoHttpSpan):
         error_type = (str(self.code) if self.code is not None and self.code >= 400
                       else _qualified(error) if isinstance(error, BaseException) else None)
         if isinstance(error, BaseException):
-            self.span.record_exception(error)
+            _record_exception(self.span, error, self.mask)
         if error_type is not None:
             self.span.set_attribute("error.type", error_type)
             self.span.set_status(_trace.Status(_trace.StatusCode.ERROR))
