@@ -124,6 +124,18 @@ def test_skip_refuses_a_result_it_cannot_check_and_writes_nothing(sql_url: str, 
     assert snapshot(sql_url) == before
 
 
+def test_skip_without_a_target_or_a_result_skips_with_none(sql_url: str) -> None:
+    shipment = "tests.fixtures.ops_sagas:shipment"
+    ok("--db", sql_url, "start", shipment, "shipment", "--input", '{"sku": "flaky"}', "--id", "s-1")
+    ok("--db", sql_url, "worker", shipment, "--until-idle")
+    assert ok("--db", sql_url, "skip", "s-1", "charge") == (
+        "s-1: step charge skipped (running; a worker continues with the next step)\n")
+    ok("--db", sql_url, "worker", shipment, "--until-idle")
+    with EventStore(sql_url) as store:
+        assert store.summary("s-1").status is SagaStatus.COMPLETED
+        assert store.load("s-1")[-2].data["result"] == {"shipped_with": None}
+
+
 def test_fork_with_a_target_seals_its_input_and_runs(
     sql_url: str, key: str, seen_file: Path
 ) -> None:
