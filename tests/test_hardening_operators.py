@@ -24,6 +24,7 @@ from saga import events as ev
 from saga.check import check
 from saga.fork import fork
 from saga.operator import skip
+from saga.sealing import stored_input
 from saga.secrets import ENV_VAR, MASK, EncryptionKeyMissing, generate_key
 from tests.cli_run import error_line, ok, run
 from tests.fixtures.sealed_ops import PASSWORD, TOKEN_PREFIX, Account, vault
@@ -262,3 +263,37 @@ def test_a_fork_of_a_sealed_saga_without_a_key_is_refused(sql_url: str, keyed: E
     with EventStore(sql_url) as keyless, pytest.raises(EncryptionKeyMissing, match="are sealed"):
         fork(keyless, clock, "v-orig", from_step="use")
     assert snapshot(sql_url) == before
+
+
+def test_check_reports_values_copied_from_another_saga_that_do_not_open(
+    keyed: EventStore,
+) -> None:
+    clock = VirtualClock()
+    with Coordinator(keyed, [vault], clock=clock, poll_interval=60.0) as c:
+        c.start("vault", account("declined"), saga_id="v-orig")
+        c.work(until_idle=True)
+    original = keyed.load("v-orig")
+    sealed_grant = next(e.data["result"] for e in original if e.type == "StepSucceeded")
+    now = clock.now()
+    # what a fork wrote before it re-sealed: the original's envelopes, verbatim
+    inputs = {"v-old-fork": original[0].data["input"],
+              "v-old-result": stored_input(vault, account(), "v-old-result", keyed.key_ring)}
+    for saga_id, sealed_input in inputs.items():
+        keyed.create(saga_id, [
+            ev.SagaStarted(name="vault", version=1, input=sealed_input, at=now,
+                           forked_from={"id": "v-orig", "step": "use"}),
+            ev.StepCopied(step="issue", result=sealed_grant, copied_from="v-orig", at=now),
+        ], name="vault", version=1, status=SagaStatus.RUNNING, wake_at=now, now=now)
+    problems = {p.saga_id: (p.kind, p.reason) for p in check(keyed, [vault])}
+    assert keyed.key_ring is not None
+    assert problems == {
+        "v-old-fork": ("input_invalid", "saga v-old-fork: its input does not open: the secret at "
+                       "password (key id " + keyed.key_ring.primary_id + ") does not decrypt: it was "
+                       "altered, or moved from another saga or field"),
+        "v-old-result": ("result_invalid", "saga v-old-result: the result of step 'issue' does "
+                         "not open: the secret at token (key id " + keyed.key_ring.primary_id
+                         + ") does not decrypt: it was altered, or moved from another saga or "
+                         "field"),
+    }
+    with EventStore(keyed.url) as keyless:  # without the key, sealed values are not checked
+        assert list(check(keyless, [vault])) == []
