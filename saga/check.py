@@ -8,7 +8,12 @@ definitions, with the rule a worker applies before it drives a saga
 - ``not_registered``: its name and version are not among the definitions;
 - ``step_missing``: a step it started, completed or skipped no longer exists;
 - ``compensation_missing``: a step whose compensation it has begun has lost
-  its compensation.
+  its compensation;
+- ``input_invalid``: its input does not fit the input model, or its sealed
+  values do not open with the store's keys (a saga forked or written by an
+  older release); ``result_invalid``: the same for a step's result (one an
+  operator gave with ``skip``, say). Values sealed while no key is set are
+  not checked.
 
 What a saga's log has not reached yet (a compensation it has not started) is
 not in its log, so only a definition kept under the same version can change
@@ -26,6 +31,8 @@ from .decide import check_fits
 from .definition import Saga
 from .errors import DefinitionMismatch, SagaNotFound
 from .reading import load_state
+from .sealing import unreadable
+from .secrets import KeyRing
 from .state import SagaState, SagaStatus
 from .store.base import EventLog
 
@@ -34,7 +41,8 @@ __all__ = ["IN_FLIGHT", "Problem", "ProblemKind", "check"]
 IN_FLIGHT = (SagaStatus.RUNNING, SagaStatus.COMPENSATING, SagaStatus.FAILED)
 """The statuses whose sagas a new definition must still be able to continue."""
 
-ProblemKind = Literal["not_registered", "step_missing", "compensation_missing"]
+ProblemKind = Literal[
+    "not_registered", "step_missing", "compensation_missing", "input_invalid", "result_invalid"]
 
 _ALL = 2**62
 
@@ -65,12 +73,13 @@ def check(store: EventLog, sagas: Iterable[Saga]) -> Iterator[Problem]:
                 state = load_state(store, row.saga_id)
             except SagaNotFound:  # pragma: no cover - sagas are never deleted
                 continue
-            problem = _problem(state, definitions)
+            problem = _problem(state, definitions, store.key_ring)
             if problem is not None:
                 yield problem
 
 
-def _problem(state: SagaState, definitions: dict[tuple[str, int], Saga]) -> Problem | None:
+def _problem(state: SagaState, definitions: dict[tuple[str, int], Saga], keys: KeyRing | None
+             ) -> Problem | None:
     saga = definitions.get((state.name, state.version))
     if saga is None:
         versions = sorted(v for n, v in definitions if n == state.name)
@@ -86,4 +95,9 @@ def _problem(state: SagaState, definitions: dict[tuple[str, int], Saga]) -> Prob
         kind: ProblemKind = ("step_missing" if not state.steps.keys() <= saga.step_names
                              else "compensation_missing")
         return Problem(state.saga_id, state.name, state.version, state.status, kind, str(e))
+    value = unreadable(saga, state, keys)
+    if value is not None:
+        where, why = value
+        return Problem(state.saga_id, state.name, state.version, state.status,
+                       "input_invalid" if where == "input" else "result_invalid", why)
     return None

@@ -2,7 +2,10 @@
 fork, and the pre-deploy check. :mod:`saga.cli` registers them with :func:`add_commands`.
 
 Every action takes ``--by`` (default: the login user) and ``--reason``, and
-records both in its event.
+records both in its event. ``skip`` and ``fork`` take the saga's TARGET
+before its ID, as ``start`` does: a ``--result`` or ``--input`` is checked
+against the definition found there and its secret fields sealed, and without
+a TARGET one is refused (it could be neither).
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 
 from . import bulk, operator
 from .check import check
+from .definition import Saga
 from .errors import InvalidInput
 from .fork import SAME_INPUT, fork
 from .operator import Request
@@ -30,7 +34,8 @@ _DONE = {"retry": "retried", "cancel": "cancelled"}
 
 
 def _open(args: argparse.Namespace) -> EventStore:
-    return EventStore(args.db, schema="require")  # opening writes nothing (no schema, no file)
+    # opening writes nothing (no schema, no file); the keys seal and open what skip and fork write
+    return EventStore(args.db, schema="require", encryption_key=args.encryption_key)
 
 
 def json_argument(text: str, option: str) -> Any:
@@ -103,21 +108,35 @@ def _request(kind: Request) -> Callable[[argparse.Namespace], int]:
     return command
 
 
+def _definitions(args: argparse.Namespace, option: str, given: bool) -> list[Saga]:
+    """The sagas in the command's TARGET; a value for ``option`` without a TARGET is refused."""
+    if args.target is None:
+        if given:
+            raise InvalidInput(
+                f"{option} needs the saga's TARGET, to check it against the saga's models and seal "
+                f"its secret fields: saga {args.command} TARGET ID ... {option} ...")
+        return []
+    return load_targets([args.target])
+
+
 def _cmd_skip(args: argparse.Namespace) -> int:
-    result = json_argument(args.result, "--result")
+    sagas = _definitions(args, "--result", args.result is not None)
+    result = None if args.result is None else json_argument(args.result, "--result")
     with _open(args) as store:
         view = operator.skip(store, store.default_clock(), args.id, args.step, result=result,
-                             reason=args.reason, by=args.by)
+                             sagas=sagas, reason=args.reason, by=args.by)
     print(escape(f"{args.id}: step {args.step} skipped ({view.status.value}; "
                  "a worker continues with the next step)"))
     return 0
 
 
 def _cmd_fork(args: argparse.Namespace) -> int:
+    sagas = _definitions(args, "--input", args.input is not None)
     value = SAME_INPUT if args.input is None else json_argument(args.input, "--input")
     with _open(args) as store:
         new_id = fork(store, store.default_clock(), args.id, from_step=args.from_step,
-                      input=value, new_id=args.new_id, reason=args.reason, by=args.by)
+                      input=value, sagas=sagas, new_id=args.new_id, reason=args.reason,
+                      by=args.by)
     print(escape(new_id))
     return 0
 
@@ -135,6 +154,12 @@ def _cmd_check(args: argparse.Namespace) -> int:
         print(f"{len(problems)} sagas in flight cannot continue" if problems
               else "every saga in flight can continue")
     return 1 if problems else 0
+
+
+def _target(p: argparse.ArgumentParser) -> None:
+    p.add_argument("target", metavar="TARGET", nargs="?", default=None,
+                   help="module or module:attribute holding the saga's definition (checks the "
+                   "value given and seals its secret fields)")
 
 
 def _who(p: argparse.ArgumentParser) -> None:
@@ -164,16 +189,20 @@ def add_commands(
         r.set_defaults(func=_request(kind))
 
     s = sub.add_parser("skip", help="mark a saga's stuck step as done with the given result")
+    _target(s)
     s.add_argument("id", metavar="ID", type=saga_id)
     s.add_argument("step", metavar="STEP")
-    s.add_argument("--result", required=True, help="JSON, or @file holding JSON")
+    s.add_argument("--result", default=None,
+                   help="JSON, or @file holding JSON; needs TARGET (default: no result)")
     _who(s)
     s.set_defaults(func=_cmd_skip)
 
     f = sub.add_parser("fork", help="start a copy of a saga that runs from one of its steps")
+    _target(f)
     f.add_argument("id", metavar="ID", type=saga_id)
     f.add_argument("--from", dest="from_step", required=True, metavar="STEP")
-    f.add_argument("--input", default=None, help="JSON, or @file (default: the original's)")
+    f.add_argument("--input", default=None,
+                   help="JSON, or @file; needs TARGET (default: the original's)")
     f.add_argument("--id", dest="new_id", default=None, type=saga_id,
                    help="the fork's id (default: a new one)")
     _who(f)

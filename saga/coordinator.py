@@ -20,6 +20,7 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from . import events as ev
+from . import fork as forking
 from . import operator, telemetry
 from .clock import Clock
 from .decide import Rest, StartAttempt, Wait, decide
@@ -334,6 +335,21 @@ class Coordinator:
         """Resume a failed saga's compensation, with a fresh attempt budget (``by``, ``reason``
         recorded as for :meth:`cancel`)."""
         return operator.retry(self.store, self.clock, saga_id, reason=reason, by=by)
+
+    def skip(self, saga_id: str, step: str, *, result: Any = None, reason: str = "",
+             by: str | None = None) -> SagaView:
+        """Mark the saga's stuck step as done with ``result``, checked against the step's output
+        model in the registered definition and its secret fields sealed
+        (:func:`saga.operator.skip`)."""
+        return operator.skip(self.store, self.clock, saga_id, step, result=result,
+                             sagas=self.sagas, reason=reason, by=by)
+
+    def fork(self, saga_id: str, *, from_step: str, input: Any = forking.SAME_INPUT,
+             new_id: str | None = None, reason: str = "", by: str | None = None) -> str:
+        """Start a fork of the saga that runs from ``from_step``, checked against the registered
+        definition (:func:`saga.fork.fork`); returns its id."""
+        return forking.fork(self.store, self.clock, saga_id, from_step=from_step, input=input,
+                            sagas=self.sagas, new_id=new_id, reason=reason, by=by)
 
     def close(self) -> None:
         """Stop the lease renewer (the store stays open)."""

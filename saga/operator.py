@@ -1,30 +1,35 @@
 """Operator actions: cancel a running saga, retry a failed one, skip its stuck step.
 
-An operator appends without holding the saga's lease (no definition is
-needed, so the command line can do it): the append is fenced by ``seq``
-alone, and a coordinator driving the saga meanwhile notices the new event
-at its next append and reloads. Every action records who asked (``by``,
-the login user unless given) and why (``reason``) in its event.
+An operator appends without holding the saga's lease: the append is fenced
+by ``seq`` alone, and a coordinator driving the saga meanwhile notices the
+new event at its next append and reloads. Cancel and retry need no
+definition, so the command line can do them with the store alone; a value
+an operator gives a saga (the result of a skipped step) is checked against
+the saga's definition and its secret fields sealed, so that call takes the
+definitions (:func:`definition_for`). Every action records who asked
+(``by``, the login user unless given) and why (``reason``) in its event.
 """
 
 from __future__ import annotations
 
 import getpass
-from collections.abc import Callable
+from collections.abc import Callable, Iterable
 from datetime import datetime
 from typing import Any, Literal
 
 from . import events as ev
 from .clock import Clock
 from .codec import InvalidValue, to_json_value
+from .definition import Saga
 from .errors import ConcurrencyError, InvalidInput, InvalidOperation
 from .reading import load_state
+from .sealing import skipped_result
 from .state import Phase, SagaState, SagaStatus, SagaView
 from .store.base import EventLog
 
 __all__ = [
-    "Request", "cancel", "check_by", "check_reason", "current_step", "default_by", "request",
-    "retry", "skip",
+    "Request", "cancel", "check_by", "check_reason", "current_step", "default_by",
+    "definition_for", "find_definition", "request", "retry", "skip",
 ]
 
 Request = Literal["cancel", "retry"]
@@ -104,6 +109,30 @@ def current_step(state: SagaState) -> str | None:
     return None
 
 
+def find_definition(state: SagaState, sagas: Iterable[Saga]) -> Saga | None:
+    """The definition among ``sagas`` with the name and version of ``state``'s saga, if any."""
+    return next((s for s in sagas if (s.name, s.version) == (state.name, state.version)), None)
+
+
+def definition_for(state: SagaState, sagas: Iterable[Saga], what: str) -> Saga:
+    """The definition among ``sagas`` that ``state``'s saga runs (its name and version).
+
+    Raises :class:`~saga.errors.InvalidInput` when there is none: ``what``
+    (such as "a result for step 'charge'") cannot be checked against its
+    models or its secret fields sealed without it.
+    """
+    given = list(sagas)
+    saga = find_definition(state, given)
+    if saga is not None:
+        return saga
+    names = ", ".join(sorted({f"{s.name} v{s.version}" for s in given})) or "none"
+    raise InvalidInput(
+        f"saga {state.saga_id}: {what} needs the definition of {state.name!r} version "
+        f"{state.version}, to check it against its models and seal its secret fields "
+        f"(definitions given: {names})"
+    )
+
+
 def skip(
     store: EventLog,
     clock: Clock,
@@ -111,6 +140,7 @@ def skip(
     step: str,
     *,
     result: Any = None,
+    sagas: Iterable[Saga] = (),
     reason: str = "",
     by: str | None = None,
 ) -> SagaView:
@@ -119,17 +149,21 @@ def skip(
     Records :class:`~saga.events.StepSkipped`; the saga goes on with the next
     step, and later steps and compensations see ``result`` as the step's
     (the skipped step itself is compensated like one that succeeded). Wakes
-    the saga so a worker continues it now. Skipping any other step raises
-    :class:`~saga.errors.InvalidOperation`; a ``result`` the log cannot
-    store raises :class:`~saga.errors.InvalidInput`.
+    the saga so a worker continues it now. ``result`` (``None``: the step has
+    none) is checked against the step's output model in the saga's
+    definition, which must be among ``sagas``, and its secret fields are
+    sealed with the store's keys.
+
+    Skipping any other step raises :class:`~saga.errors.InvalidOperation`; a
+    ``result`` without its definition, that does not fit the output model or
+    that the log cannot store raises :class:`~saga.errors.InvalidInput`; a
+    secret field with no key set raises
+    :class:`~saga.secrets.EncryptionKeyMissing`. Nothing is written then.
     """
     text, who = check_reason(reason), check_by(by)
     if not isinstance(step, str) or not step:
         raise InvalidInput("step must be a non-empty string")
-    try:
-        value = to_json_value(result)
-    except InvalidValue as e:
-        raise InvalidInput(f"result cannot be stored: {e}") from None
+    given = list(sagas)
 
     def event(now: datetime, state: SagaState) -> ev.Event:
         current = current_step(state)
@@ -137,6 +171,10 @@ def skip(
             raise InvalidOperation(f"saga {saga_id}: cannot skip step {step!r}: " + (
                 f"the step to skip is {current!r}" if current is not None
                 else _no_current(state)))
+        value = None
+        if result is not None:
+            saga = definition_for(state, given, f"a result for step {step!r}")
+            value = skipped_result(saga, step, result, saga_id, store.key_ring)
         return ev.StepSkipped(step=step, result=value, by=who, reason=text, at=now)
 
     return _append(store, clock, saga_id, allowed=SagaStatus.RUNNING, event=event,

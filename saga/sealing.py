@@ -13,7 +13,11 @@ The coordinator calls these at the few places a saga's values cross the log:
   secrets it is given, through which every text it leaves (its error message,
   its calls' targets and errors, its telemetry) passes on its way out;
 - :func:`redacted` wherever people read the log (``show``, ``history``):
-  every sealed value becomes ``**********``.
+  every sealed value becomes ``**********``;
+- :func:`skipped_result` and :func:`resealed` when an operator writes values:
+  a result given to ``skip`` is checked against the step's output model and
+  sealed, and what a fork copies is sealed again under the fork's id;
+  :func:`unreadable` says why a worker could not give a saga's steps its values.
 
 Models without secret fields take the old paths unchanged (one cached check).
 """
@@ -28,20 +32,24 @@ import urllib.parse
 from collections.abc import Callable, Iterable, Iterator, Mapping
 from typing import Any
 
-from pydantic import BaseModel, SecretBytes, SecretStr
+from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 
+from .codec import InvalidValue, to_json_value
 from .definition import Compensation, Saga, Step, StepContext
+from .errors import InvalidInput
 from .secrets import (
     ENV_VAR,
     MASK,
     EncryptionKeyMissing,
     KeyRing,
+    SecretError,
     dump_secret_json,
     has_secret_fields,
     is_envelope,
     load_secret_json,
     open_json,
     redact_json,
+    reseal_json,
 )
 from .state import SagaState
 from .store.base import StoredEvent
@@ -53,17 +61,20 @@ __all__ = [
     "redact_event",
     "redacted",
     "require_keys",
+    "resealed",
     "result_context",
     "saga_secrets",
     "same_input",
     "sealed_target",
+    "skipped_result",
     "step_input",
     "step_result",
     "step_results",
     "stored_input",
+    "unreadable",
 ]
 
-_MAY_HOLD_SECRETS = frozenset({"SagaStarted", "StepSucceeded"})
+_MAY_HOLD_SECRETS = frozenset({"SagaStarted", "StepSucceeded", "StepSkipped", "StepCopied"})
 """The event types whose data carry a saga's input or a step's output."""
 
 
@@ -122,6 +133,90 @@ def same_input(stored: Any, new: Any, saga_id: str, keys: KeyRing | None) -> boo
         return True
     context = input_context(saga_id)
     return bool(open_json(stored, keys, context) == open_json(new, keys, context))
+
+
+# -- values an operator writes ---------------------------------------------------------------
+
+
+def skipped_result(saga: Saga, step: str, value: Any, saga_id: str, keys: KeyRing | None) -> Any:
+    """The result an operator gives ``step`` (``saga skip``) as the log stores it: checked
+    against the step's output model, every secret field sealed under ``"<saga id>/<step>"``.
+
+    ``None`` stands for no result, as a step may return. Raises
+    :class:`~saga.InvalidInput` (naming where the value does not fit, never
+    the value) or :class:`~saga.secrets.EncryptionKeyMissing`, before
+    anything is written.
+    """
+    target = saga.get(step)
+    if target is None:
+        raise InvalidInput(f"version {saga.version} of {saga.name!r} has no step {step!r}")
+    model = target.output_model
+    if value is not None and model is not None:
+        if not isinstance(value, model):
+            try:
+                value = model.model_validate(value)
+            except ValidationError as e:
+                raise InvalidInput(f"the result for step {step!r} {_misfit(model, e)}") from None
+        if _secret(model):
+            return dump_secret_json(model, value, keys=keys, context=result_context(saga_id, step))
+    try:
+        return to_json_value(value)
+    except InvalidValue as e:
+        raise InvalidInput(f"the result for step {step!r} cannot be stored: {e}") from None
+
+
+def resealed(value: Any, keys: KeyRing | None, *, source: str, target: str) -> Any:
+    """``value``, stored under ``source`` (:func:`input_context`, :func:`result_context`), as it
+    is stored under ``target``: every sealed value opened and sealed again, so that the saga
+    it is copied to (a fork) can open it. Values without secrets are returned as they are.
+
+    Raises :class:`~saga.secrets.EncryptionKeyMissing` when ``value`` holds
+    sealed values and ``keys`` is ``None``, and what opening raises with the
+    wrong keys, before anything is written.
+    """
+    if not _holds_envelope(value):
+        return value
+    if keys is None:
+        raise EncryptionKeyMissing(
+            f"the values at {source} are sealed, and copying them to {target} seals them again "
+            f"under that id, which needs the key: set {ENV_VAR}, pass "
+            f"EventStore(..., encryption_key=...) or --encryption-key"
+        )
+    return reseal_json(value, keys, source, target)
+
+
+def unreadable(saga: Saga, state: SagaState, keys: KeyRing | None) -> tuple[str, str] | None:
+    """Why a worker could not give the steps of ``state`` their values: ``("input", why)`` when
+    the input does not fit ``saga``'s input model or does not open, ``(step, why)`` for such a
+    result, ``None`` when every value is readable.
+
+    Values sealed while ``keys`` is ``None`` are not checked (that takes the
+    key); every step of ``state`` must be one of ``saga``'s
+    (:func:`saga.decide.check_fits`).
+    """
+    context = input_context(state.saga_id)
+    values = [("input", saga.input_model, state.input, context)] + [
+        (name, saga[name].output_model, value, result_context(state.saga_id, name))
+        for name, value in state.results.items()]
+    for where, model, value, context in values:
+        what = "its input" if where == "input" else f"the result of step {where!r}"
+        try:
+            _parsed(model, value, keys, context)
+        except EncryptionKeyMissing:
+            continue
+        except SecretError as e:
+            return where, f"saga {state.saga_id}: {what} does not open: {e}"
+        except ValidationError as e:
+            assert model is not None
+            return where, f"saga {state.saga_id}: {what} {_misfit(model, e)}"
+    return None
+
+
+def _misfit(model: type[BaseModel], error: ValidationError) -> str:
+    """Where a value does not fit ``model``, without the value (it may be a secret)."""
+    where = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'value'}: {e['msg']}"
+                      for e in error.errors())
+    return f"does not fit {model.__name__}: {where}"
 
 
 # -- opening values for a step -------------------------------------------------------------------

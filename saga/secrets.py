@@ -59,6 +59,7 @@ __all__ = [
     "load_secret_json",
     "open_json",
     "redact_json",
+    "reseal_json",
     "resolve_key_ring",
 ]
 
@@ -348,6 +349,28 @@ def open_json(data: Any, keys: KeyRing | None, context: str = "") -> Any:
     """Stored JSON with every envelope opened to its plain ``str`` or ``bytes``: for comparing
     two stored values, never for showing one. Raises as :func:`load_secret_json`."""
     return _walk_open(data, keys, context, "")
+
+
+def reseal_json(data: Any, keys: KeyRing | None, source: str, target: str) -> Any:
+    """Stored JSON with every envelope opened under context ``source`` and sealed again under
+    ``target`` (at the same path, with the primary key): how sealed values move to another saga.
+
+    Raises as :func:`load_secret_json`; never shows a key or a secret.
+    """
+    return _walk_reseal(data, keys, source, target, "")
+
+
+def _walk_reseal(value: Any, ring: KeyRing | None, source: str, target: str, path: str) -> Any:
+    if is_envelope(value):
+        plain = _walk_open(value, ring, source, path)
+        assert ring is not None  # opening needed it
+        secret = SecretStr(plain) if isinstance(plain, str) else SecretBytes(plain)
+        return _seal(secret, ring, target, path)
+    if isinstance(value, dict):
+        return {k: _walk_reseal(v, ring, source, target, _child(path, k)) for k, v in value.items()}
+    if isinstance(value, list):
+        return [_walk_reseal(v, ring, source, target, _child(path, i)) for i, v in enumerate(value)]
+    return value
 
 
 def redact_json(data: Any) -> Any:

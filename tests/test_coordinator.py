@@ -547,7 +547,7 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
         ids["skipped"] = coordinator.start("everything", "cancel", saga_id="skipped")
         seen_status.add(coordinator.get("cancel").status)
         coordinator.work(until_idle=True)
-        skip(store, clock, "skipped", "two", result="by hand", by="dana")
+        skip(store, clock, "skipped", "two", result="by hand", sagas=[saga], by="dana")
         # flaky and cancel wait on a forward retry; comp-fails on a compensation retry.
         assert coordinator.get("comp-fails").status is SagaStatus.COMPENSATING
         seen_status.update(coordinator.get(i).status for i in ids)
@@ -559,8 +559,8 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
         fail_comp["on"] = False
         coordinator.retry("comp-fails")
         coordinator.work(until_idle=True)
-        ids["forked"] = fork(store, clock, "fails", from_step="two", input="flaky", by="dana",
-                            new_id="forked")
+        ids["forked"] = fork(store, clock, "fails", from_step="two", input="flaky", sagas=[saga],
+                             by="dana", new_id="forked")
         coordinator.work(until_idle=True)
         for i in ids:
             seen_status.add(coordinator.get(i).status)

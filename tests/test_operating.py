@@ -111,7 +111,7 @@ def test_skip_a_stuck_step_and_the_saga_completes_with_its_result(
     _started(c, "flaky", "s-1")
     assert c.get("s-1").steps["charge"].status == "waiting"
     view = skip(sql_store, clock, "s-1", "charge", result={"payment": "by-phone"},
-                reason="paid by phone", by="dana")
+                sagas=[shipment], reason="paid by phone", by="dana")
     assert view.status is SagaStatus.RUNNING
     assert sql_store.due(clock.now()) == ["s-1"]  # woken now, not after the hour's backoff
     skipped = sql_store.load("s-1")[-1]
@@ -135,7 +135,8 @@ def test_a_compensation_sees_the_skipped_steps_result(
     c = _coordinator(sql_store, clock, flaky_then_fragile)
     _started(c, "flaky", "s-2")
     # the input decides how ship behaves: fork-free way to fail ship after the skip
-    skip(sql_store, clock, "s-2", "charge", result={"payment": "manual"}, by="dana")
+    skip(sql_store, clock, "s-2", "charge", result={"payment": "manual"},
+         sagas=[flaky_then_fragile], by="dana")
     c.cancel("s-2", reason="customer changed plans", by="dana")
     c.work(until_idle=True)
     assert c.get("s-2").status is SagaStatus.COMPENSATED
@@ -156,8 +157,8 @@ def test_skipping_anything_but_the_stuck_step_is_refused_and_writes_nothing(
         skip(sql_store, clock, "s-1", "reserve", result=None)
     with pytest.raises(InvalidOperation, match="is completed: only a running saga can be skipped"):
         skip(sql_store, clock, "s-done", "ship", result=None)
-    with pytest.raises(InvalidInput, match="result cannot be stored"):
-        skip(sql_store, clock, "s-1", "charge", result={1, 2})
+    with pytest.raises(InvalidInput, match="result for step 'charge' cannot be stored"):
+        skip(sql_store, clock, "s-1", "charge", result={1, 2}, sagas=[shipment])
     c.cancel("s-1", by="dana")
     after_cancel = snapshot(sql_url)
     with pytest.raises(InvalidOperation, match="it is cancelled"):
@@ -179,7 +180,7 @@ def test_fork_from_the_middle_copies_the_steps_before_and_runs_the_rest(
     RAN.clear()
 
     new_id = fork(sql_store, clock, "s-orig", from_step="charge", input={"sku": "ok"},
-                  new_id="s-fork", reason="card fixed", by="dana")
+                  sagas=[shipment], new_id="s-fork", reason="card fixed", by="dana")
     assert new_id == "s-fork"
     c.work(until_idle=True)
     forked = c.get("s-fork")
@@ -211,7 +212,7 @@ def test_a_fork_of_a_waiting_saga_leaves_the_original_waiting(
     c = _coordinator(sql_store, clock)
     _started(c, "flaky", "s-orig")
     wake = sql_store.summary("s-orig").wake_at
-    new_id = fork(sql_store, clock, "s-orig", from_step="charge", input={"sku": "ok"}, by="dana")
+    new_id = c.fork("s-orig", from_step="charge", input={"sku": "ok"}, by="dana")
     assert sql_store.summary("s-orig").wake_at == wake  # not woken by the fork
     assert sql_store.due(clock.now()) == [new_id]
     c.work(until_idle=True)
@@ -230,8 +231,8 @@ def test_a_fork_from_a_step_never_reached_or_onto_a_taken_id_writes_nothing(
         fork(sql_store, clock, "s-orig", from_step="ship")
     with pytest.raises(SagaIdConflict, match="already used"):
         fork(sql_store, clock, "s-orig", from_step="charge", new_id="s-other")
-    with pytest.raises(InvalidInput, match="input cannot be stored"):
-        fork(sql_store, clock, "s-orig", from_step="charge", input=float("nan"))
+    with pytest.raises(InvalidInput, match="input is not JSON"):
+        fork(sql_store, clock, "s-orig", from_step="charge", input=float("nan"), sagas=[shipment])
     assert snapshot(sql_url) == before
 
 

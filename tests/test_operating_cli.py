@@ -114,9 +114,10 @@ def test_skip_a_stuck_step_then_the_saga_completes_with_the_given_result(sql_url
     _start(sql_url, "flaky", "s-1")
     _work(sql_url)
     assert "the step to skip is 'charge'" in _error(
-        sql_url, "skip", "s-1", "ship", "--result", "{}")
-    assert "--result is not valid JSON" in _error(sql_url, "skip", "s-1", "charge", "--result", "{")
-    out = _ok(sql_url, "skip", "s-1", "charge", "--result", '{"payment": "by-phone"}',
+        sql_url, "skip", TARGET, "s-1", "ship", "--result", "{}")
+    assert "--result is not valid JSON" in _error(
+        sql_url, "skip", TARGET, "s-1", "charge", "--result", "{")
+    out = _ok(sql_url, "skip", TARGET, "s-1", "charge", "--result", '{"payment": "by-phone"}',
               "--by", "dana", "--reason", "paid by phone")
     assert out == "s-1: step charge skipped (running; a worker continues with the next step)\n"
     _work(sql_url)
@@ -136,7 +137,7 @@ def test_skip_a_stuck_step_then_the_saga_completes_with_the_given_result(sql_url
 def test_fork_prints_its_id_and_both_logs_name_each_other(sql_url: str) -> None:
     _start(sql_url, "declined", "s-orig")
     _work(sql_url)
-    new_id = _ok(sql_url, "fork", "s-orig", "--from", "charge", "--input", '{"sku": "ok"}',
+    new_id = _ok(sql_url, "fork", TARGET, "s-orig", "--from", "charge", "--input", '{"sku": "ok"}',
                  "--id", "s-fork", "--by", "dana", "--reason", "card fixed").strip()
     assert new_id == "s-fork"
     assert "never reached step 'ship'" in _error(sql_url, "fork", "s-orig", "--from", "ship")
