@@ -24,7 +24,7 @@ from .cli_ops import json_argument
 from .colour import paint, wanted
 from .coordinator import Coordinator
 from .errors import SagaError, TargetError
-from .history import timeline as timeline_data
+from .history import write_json
 from .logcommands import add_commands as add_log_commands
 from .sealing import redacted, require_keys
 from .secrets import generate_key, resolve_key_ring
@@ -87,9 +87,9 @@ def _cmd_start(args: argparse.Namespace) -> int:
 
 def _cmd_show(args: argparse.Namespace) -> int:
     with _open(args, create=False) as store:
-        if args.json:
-            data = timeline_data(args.id, redacted(stream(store, args.id))).to_json()
-            print(json.dumps(data, separators=(",", ":"), ensure_ascii=False))
+        if args.json:  # written as the log is read, a page at a time
+            write_json(args.id, redacted(stream(store, args.id)), sys.stdout)
+            print()
             return 0
         lines = show(store, args.id)
         for line in paint(lines) if wanted(sys.stdout) else lines:

@@ -145,6 +145,7 @@ class SagaState:
     ended_at: datetime | None = None
     steps: dict[str, StepState] = field(default_factory=dict)
     reason: str | None = None
+    compensation_reason: str | None = None  # why compensation began; a retry makes it the reason again
     cancel_requested: str | None = None
     trace: dict[str, str] | None = None
 
@@ -188,6 +189,7 @@ class SagaState:
                 s.forward.phase, s.failure = Phase.FAILED, e.reason
             case ev.CompensationStarted():
                 self.status, self.reason = SagaStatus.COMPENSATING, e.reason
+                self.compensation_reason = e.reason
             case ev.CompensationAttemptStarted():
                 self.step(e.step).compensation.start(e.attempt, e.at)
             case ev.CompensationAttemptFailed():
@@ -206,6 +208,7 @@ class SagaState:
                 self.reason = f"compensation of {e.step} gave up: {e.reason}"
             case ev.SagaRetryRequested():
                 self.status, self.ended_at = SagaStatus.COMPENSATING, None
+                self.reason = self.compensation_reason  # the compensation that gave up is reopened
                 for s in self.steps.values():
                     c = s.compensation
                     if c.phase in (Phase.FAILED, Phase.GAVE_UP):

@@ -38,11 +38,10 @@ _Failure = ev.StepAttemptFailed | ev.CompensationAttemptFailed
 
 
 def stream(
-    store: EventLog, saga_id: str, *, through: int | None = None, page: int = PAGE
+    store: EventLog, saga_id: str, *, after: int = 0, through: int | None = None, page: int = PAGE
 ) -> Iterator[StoredEvent]:
-    """A saga's events by ``seq`` (up to ``through``), read ``page`` at a time;
+    """A saga's events by ``seq`` (those after ``after``, up to ``through``), read ``page`` at a time;
     raises :class:`~saga.SagaNotFound` if the saga does not exist."""
-    after = 0
     while through is None or after < through:
         limit = page if through is None else min(page, through - after)
         batch = store.load(saga_id, after=after, limit=limit)

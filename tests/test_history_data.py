@@ -69,7 +69,7 @@ def expected_from_events(history: Sequence[StoredEvent]) -> list[dict[str, Any]]
         item: dict[str, Any] = {
             "step": start.data["step"], "attempt": start.data["attempt"], "compensation": comp,
             "started_at": start.data["at"], "ended_at": None, "outcome": "running", "error_type": None,
-            "message": None, "next_attempt_at": None, "calls": [],
+            "message": None, "next_attempt_at": None, "calls": [], "result": None, "seq": start.seq,
         }
         for later in history[i + 1:]:
             same = later.data.get("step") == item["step"] and later.data.get("attempt") == item["attempt"]
@@ -79,6 +79,7 @@ def expected_from_events(history: Sequence[StoredEvent]) -> list[dict[str, Any]]
                 item["ended_at"] = later.data["at"]
                 if later.type in _OUTCOMES:
                     item["outcome"] = "succeeded"
+                    item["result"] = later.data.get("result")
                 else:
                     d = later.data
                     item["outcome"] = "timed_out" if d["timed_out"] else "lost" if d["lost"] else "failed"

@@ -19,10 +19,12 @@ import pytest
 
 from saga import EventStore
 from saga.history import timeline
+from saga.sealing import redacted
 from saga.stats import compute_stats
 from saga.store.sql import SqlEventStore
 from saga.ui import INSTALL_HINT
 from saga.ui.data import ListFilters, list_sagas
+from saga.ui.params import Query
 from tests.ui_log import EVIL_ID, EVIL_MESSAGE, SECRET, Log, free_port, serving, write_log
 
 
@@ -102,12 +104,14 @@ def test_the_list_filters_the_same_on_each_database(sql_url: str) -> None:
     with EventStore(sql_url, schema="require") as store:
         assert isinstance(store, SqlEventStore)
         now = datetime.now(UTC)
-        page = list_sagas(store, ListFilters.parse({"error_type": "TimeoutError"}, now=now))
+        def filters(**values: str) -> ListFilters:
+            return ListFilters.parse(Query(values.items(), ListFilters.NAMES), now=now)
+
+        page = list_sagas(store, filters(error_type="TimeoutError"))
         assert {r["id"] for r in page.rows} == {log.cancelled, log.waiting}
-        page = list_sagas(store, ListFilters.parse({"failed_step": "ship", "limit": "1"}, now=now))
+        page = list_sagas(store, filters(failed_step="ship", limit="1"))
         assert [r["id"] for r in page.rows] == [log.evil] and page.next_cursor is not None
-        rest = list_sagas(store, ListFilters.parse({"failed_step": "ship", "cursor": page.next_cursor},
-                                                   now=now))
+        rest = list_sagas(store, filters(failed_step="ship", cursor=page.next_cursor or ""))
         assert [r["id"] for r in rest.rows] == [log.compensated] and rest.next_cursor is None
 
 
@@ -126,9 +130,9 @@ def test_a_saga_is_its_timeline_with_results_and_secrets_masked(base: str, log_u
     history = _all_events(url)
     for saga_id in history:
         body = get(f"{base}/api/sagas/{quote(saga_id, safe='')}").json()
-        expected = timeline(saga_id, history[saga_id]).to_json()
-        assert [{k: v for k, v in a.items() if k != "result"} for a in body["attempts"]] \
-            == expected["attempts"]
+        expected = timeline(saga_id, redacted(history[saga_id])).to_json()  # secrets masked
+        assert body["attempts"] == [{**a, "index": i} for i, a in enumerate(expected["attempts"])]
+        assert body.pop("page") == {"number": 1, "pages": 1, "size": 100, "attempts": len(body["attempts"])}
         assert {k: v for k, v in body.items() if k != "attempts"} \
             == {k: v for k, v in expected.items() if k != "attempts"}
     trip = get(f"{base}/api/sagas/{log.completed}").json()
@@ -139,20 +143,22 @@ def test_a_saga_is_its_timeline_with_results_and_secrets_masked(base: str, log_u
         == [("cancel", "customer changed plans")]
     wallet = get(f"{base}/api/sagas/{log.secret}").json()
     assert wallet["attempts"][0]["result"] == {"holder": "Ada", "number": "**********"}
-    for path in (f"/api/sagas/{log.secret}", f"/sagas/{log.secret}?attempt=0",
-                 f"/attempt?saga={log.secret}&n=0", f"/api/attempt?saga={log.secret}&n=0"):
+    seq = wallet["attempts"][0]["seq"]
+    for path in (f"/api/sagas/{log.secret}", f"/sagas/{log.secret}?seq={seq}",
+                 f"/attempt?saga={log.secret}&seq={seq}", f"/api/attempt?saga={log.secret}&seq={seq}"):
         r = get(base + path)
         assert r.status_code == 200 and SECRET not in r.text and "**********" in r.text
 
 
 def test_an_attempt_is_served_alone_with_its_error(base: str, log_url: tuple[str, Log]) -> None:
     log = log_url[1]
-    body = get(f"{base}/api/attempt", params={"saga": log.compensated, "n": "1"}).json()
+    seq = get(f"{base}/api/sagas/{log.compensated}").json()["attempts"][1]["seq"]
+    body = get(f"{base}/api/attempt", params={"saga": log.compensated, "seq": str(seq)}).json()
     assert (body["step"], body["attempt"], body["outcome"], body["error_type"], body["message"]) \
         == ("charge", 1, "failed", "ConnectionError", "bank busy")
-    assert body["index"] == 1 and body["id"] == log.compensated
-    missing = get(f"{base}/api/attempt", params={"saga": log.compensated, "n": "99"})
-    assert missing.status_code == 400 and "no attempt 99" in missing.json()["error"]
+    assert body["seq"] == seq and body["id"] == log.compensated
+    missing = get(f"{base}/api/attempt", params={"saga": log.compensated, "seq": "999"})
+    assert missing.status_code == 400 and "no attempt that starts at seq 999" in missing.json()["error"]
     assert get(f"{base}/api/sagas/nobody").status_code == 404
     assert get(f"{base}/sagas/nobody").status_code == 404
 
@@ -202,15 +208,16 @@ def test_foreign_host_headers_are_refused(base: str) -> None:
 
 def test_markup_from_the_log_is_shown_as_text(base: str, log_url: tuple[str, Log]) -> None:
     log = log_url[1]
+    seq = str(get(f"{base}/api/sagas/{quote(log.evil, safe='')}").json()["attempts"][4]["seq"])
     pages = [get(f"{base}/").text, get(f"{base}/sagas/{quote(log.evil, safe='')}").text,
-             get(f"{base}/attempt", params={"saga": log.evil, "n": "4"}).text,
+             get(f"{base}/attempt", params={"saga": log.evil, "seq": seq}).text,
              get(f"{base}/?status=compensated").text]
     for html in pages:
         assert "<script>window.pwned" not in html
         assert "onerror=" not in html.replace("onerror=&#34;", "")
     assert "&lt;script&gt;window.pwned = &#34;id&#34;&lt;/script&gt;" in pages[0]
     assert "&lt;script&gt;window.pwned = &#34;message&#34;&lt;/script&gt;" in pages[2]
-    api = get(f"{base}/api/attempt", params={"saga": log.evil, "n": "4"}).json()
+    api = get(f"{base}/api/attempt", params={"saga": log.evil, "seq": seq}).json()
     assert api["message"] == EVIL_MESSAGE and api["id"] == EVIL_ID
 
 

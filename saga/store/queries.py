@@ -78,7 +78,7 @@ def _decode_cursor(text: str) -> tuple[float, str]:
         raw = base64.urlsafe_b64decode(text + "=" * (-len(text) % 4))
         started, saga_id = json.loads(raw)
         if isinstance(started, bool) or not isinstance(started, int | float) \
-                or not isinstance(saga_id, str):
+                or not isinstance(saga_id, str) or not saga_id.isprintable():
             raise ValueError
         return float(started), saga_id
     except (ValueError, TypeError, binascii.Error, UnicodeDecodeError):

@@ -4,14 +4,18 @@ Routes (every page has its JSON twin):
 
 - ``/`` and ``/api/sagas``: the list, filtered as ``saga list`` filters;
   ``/rows`` is the list's table alone, which the page polls while sagas run;
-- ``/sagas/{id}`` and ``/api/sagas/{id}``: one saga's timeline;
-  ``/attempt?saga=ID&n=N`` and ``/api/attempt?saga=ID&n=N``: one attempt;
+- ``/sagas/{id}?page=K`` and ``/api/sagas/{id}?page=K``: one page of a saga's
+  timeline (:data:`saga.ui.data.PAGE_ATTEMPTS` attempts), with links to the
+  next and previous; ``/attempt?saga=ID&seq=S`` and ``/api/attempt?...``: the
+  attempt that event ``S`` of the saga's log starts, read alone;
 - ``/stats`` and ``/api/stats``: statistics per saga name and per step.
 
-Only ``GET`` and ``HEAD`` are served (anything else is 405), only for the
-``Host`` names the server was started for (anything else is 400, so a page
-on another site cannot reach it by rebinding a domain to loopback), with a
-Content-Security-Policy that allows only the server's own script and styles.
+Each route takes only its own query parameters, each checked once
+(:mod:`saga.ui.params`): anything else is a 400 of one line. Only ``GET`` and
+``HEAD`` are served (anything else is 405), only for the ``Host`` names the
+server was started for (anything else is 400, so a page on another site cannot
+reach it by rebinding a domain to loopback), with a Content-Security-Policy
+that allows only the server's own script and styles.
 """
 
 from __future__ import annotations
@@ -36,8 +40,8 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from ..errors import InvalidInput, SagaNotFound
 from ..store.sql import SqlEventStore
 from ..text import shorten
-from ..timespec import parse_time
-from . import chart, data
+from . import chart, data, params
+from .params import Query
 
 __all__ = ["CSP", "allowed_hosts", "create_app"]
 
@@ -54,6 +58,13 @@ _HEADERS = [
     (b"referrer-policy", b"no-referrer"),
     (b"cache-control", b"no-store"),
 ]
+
+
+_MAX_NUMBER = 2**31 - 1
+"""The largest page or event number a link can name (the log's ``seq`` is a 32-bit integer)."""
+
+_LINE = 300
+"""The longest error message a page shows whole (a net under the values each message shortens)."""
 
 
 def allowed_hosts(host: str, port: int) -> frozenset[str]:
@@ -118,8 +129,11 @@ def create_app(store: SqlEventStore, *, hosts: Iterable[str]) -> Starlette:
     def page(request: Request, name: str, context: dict[str, Any], status: int = 200) -> Response:
         return templates.TemplateResponse(request, name, context, status_code=status)
 
+    def query(request: Request, *takes: str) -> Query:
+        return Query(request.query_params.multi_items(), takes)
+
     def filters_of(request: Request) -> data.ListFilters:
-        return data.ListFilters.parse(dict(request.query_params), now=now())
+        return data.ListFilters.parse(query(request, *data.ListFilters.NAMES), now=now())
 
     def list_page(request: Request) -> Response:
         f = filters_of(request)
@@ -134,25 +148,29 @@ def create_app(store: SqlEventStore, *, hosts: Iterable[str]) -> Starlette:
     def list_api(request: Request) -> Response:
         return JSONResponse(data.list_sagas(store, filters_of(request)).to_json())
 
+    def window(request: Request, q: Query) -> dict[str, Any]:
+        saga_id = params.saga_id(request.path_params["saga_id"], "saga id")
+        return data.saga_page(store, saga_id, q.whole("page", low=1, high=_MAX_NUMBER) or 1)
+
     def saga_page(request: Request) -> Response:
-        timeline = data.saga_timeline(store, request.path_params["saga_id"])
-        selected = _index(request.query_params.get("attempt")) if "attempt" in request.query_params else None
-        if selected is not None and not 0 <= selected < len(timeline["attempts"]):
-            raise InvalidInput(f"this saga has no attempt {selected}")
+        q = query(request, "page", "seq")
+        timeline = window(request, q)
+        seq = q.whole("seq", low=1, high=_MAX_NUMBER)
         return page(request, "saga.html", {
             "t": timeline, "chart": chart.layout(timeline, now=now()),
-            "detail": None if selected is None else {"id": timeline["id"], "index": selected,
-                                                     **timeline["attempts"][selected]},
+            "detail": None if seq is None else data.attempt_detail(store, timeline["id"], seq),
         })
 
     def saga_api(request: Request) -> Response:
-        return JSONResponse(data.saga_timeline(store, request.path_params["saga_id"]))
+        return JSONResponse(window(request, query(request, "page")))
 
     def attempt_args(request: Request) -> tuple[str, int]:
-        saga_id = request.query_params.get("saga")
-        if not saga_id:
-            raise InvalidInput("saga= is missing")
-        return saga_id, _index(request.query_params.get("n"))
+        q = query(request, "saga", "seq")
+        saga_id, seq = q.saga_id("saga"), q.whole("seq", low=1, high=_MAX_NUMBER)
+        if saga_id is None or seq is None:
+            raise InvalidInput("saga= and seq= are needed: the saga's id and the event that starts "
+                               "the attempt")
+        return saga_id, seq
 
     def attempt_page(request: Request) -> Response:
         return page(request, "attempt.html", {"detail": data.attempt_detail(store, *attempt_args(request))})
@@ -161,10 +179,8 @@ def create_app(store: SqlEventStore, *, hosts: Iterable[str]) -> Starlette:
         return JSONResponse(data.attempt_detail(store, *attempt_args(request)))
 
     def stats_args(request: Request) -> dict[str, Any]:
-        name = request.query_params.get("name", "").strip() or None
-        since_text = request.query_params.get("since", "").strip()
-        since = parse_time(since_text, now=now(), option="since") if since_text else None
-        return {"name": name, "since": since}
+        q = query(request, "name", "since")
+        return {"name": q.text("name"), "since": q.time("since", now=now())}
 
     def stats_page(request: Request) -> Response:
         args = stats_args(request)
@@ -182,10 +198,10 @@ def create_app(store: SqlEventStore, *, hosts: Iterable[str]) -> Starlette:
         return page(request, "error.html", {"status": status, "message": message}, status)
 
     async def not_found(request: Request, exc: Exception) -> Response:
-        return error(request, 404, str(exc))
+        return error(request, 404, shorten(str(exc), _LINE))
 
     async def bad_input(request: Request, exc: Exception) -> Response:
-        return error(request, 400, str(exc))
+        return error(request, 400, shorten(str(exc), _LINE))
 
     async def http_error(request: Request, exc: Exception) -> Response:
         assert isinstance(exc, HTTPException)
@@ -209,9 +225,3 @@ def create_app(store: SqlEventStore, *, hosts: Iterable[str]) -> Starlette:
     )
     app.add_middleware(_Guard, hosts=hosts)
     return app
-
-
-def _index(text: str | None) -> int:
-    if text is None or not text.isdigit():
-        raise InvalidInput(f"attempt number must be a whole number, got {shorten(str(text))!r}")
-    return int(text)

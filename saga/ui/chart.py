@@ -22,9 +22,11 @@ MIN_BAR = 3.0
 
 @dataclass(frozen=True, slots=True)
 class Bar:
-    """One attempt: where it is drawn and what it was."""
+    """One attempt: where it is drawn and what it was (``index``: its place in the whole timeline,
+    ``seq``: the event that started it)."""
 
     index: int
+    seq: int
     x: float
     y: float
     width: float
@@ -118,7 +120,8 @@ def layout(data: dict[str, Any], *, now: datetime) -> Chart:
         y = row_y[a["step"]] + (ROW_HEIGHT / 2 if a["compensation"] else 4)
         kind = "compensation" if a["compensation"] else "attempt"
         label = f"{a['step']} {kind} {a['attempt']}: {a['outcome'].replace('_', ' ')}"
-        bars.append(Bar(i, x(began), y, max(MIN_BAR, x(ended) - x(began)), a["outcome"],
+        bars.append(Bar(a.get("index", i), a.get("seq", 0), x(began), y,
+                        max(MIN_BAR, x(ended) - x(began)), a["outcome"],
                         a["compensation"], label))
         due = _at(a["next_attempt_at"])
         if due is not None and a["ended_at"] is not None:

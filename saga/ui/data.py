@@ -9,30 +9,34 @@ run.
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterable
 from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 from ..errors import InvalidInput
-from ..history import timeline
+from ..history import Attempt, Reader, attempt_at
+from ..sealing import redacted
 from ..secrets import redact_json
 from ..state import SagaStatus
 from ..store import queries
-from ..store.base import EventStore, StoredEvent
+from ..store.base import EventStore
 from ..store.sql import SqlEventStore
 from ..text import shorten
-from ..timespec import parse_time
+from ..timeline import stream
+from .params import Query
 
-__all__ = ["ListFilters", "Page", "attempt_detail", "list_sagas", "open_store", "saga_timeline", "stats"]
+__all__ = ["MAX_PAGE", "PAGE_ATTEMPTS", "ListFilters", "Page", "attempt_detail", "list_sagas", "open_store",
+           "saga_page", "stats"]
 
 MAX_PAGE = 200
 """The most sagas one page of the list holds."""
 
-_OUTCOMES = {
-    ("StepAttemptFailed", False), ("StepSucceeded", False),
-    ("CompensationAttemptFailed", True), ("StepCompensated", True),
-}
+PAGE_ATTEMPTS = 100
+"""The most attempts one page of a saga's timeline holds."""
+
+_DETAIL_PAGE = 50
+"""Events read at a time while following one attempt to its end (it usually ends at the next)."""
 
 
 def open_store(url: str) -> SqlEventStore:
@@ -58,32 +62,20 @@ class ListFilters:
     limit: int = 50
     cursor: str | None = None
 
-    @classmethod
-    def parse(cls, params: dict[str, str], *, now: datetime) -> ListFilters:
-        """Filters from a query string's values (empty values count as absent); raises
-        :class:`~saga.InvalidInput` naming the value that is wrong."""
-        def get(key: str) -> str | None:
-            value = params.get(key, "").strip()
-            return value or None
+    NAMES = ("status", "name", "failed_step", "error_type", "since", "until", "limit", "cursor")
+    """The query parameters the list takes."""
 
-        status = get("status")
-        if status is not None and status not in {s.value for s in SagaStatus}:
-            choices = ", ".join(s.value for s in SagaStatus)
-            raise InvalidInput(f"unknown status {shorten(status)!r}; choose from {choices}")
-        since_text, until_text = get("since"), get("until")
-        since = parse_time(since_text, now=now, option="since") if since_text else None
-        until = parse_time(until_text, now=now, option="until") if until_text else None
+    @classmethod
+    def parse(cls, query: Query, *, now: datetime) -> ListFilters:
+        """Filters from a query string (see :class:`~saga.ui.params.Query`); raises
+        :class:`~saga.InvalidInput` naming the value that is wrong."""
+        since, until = query.time("since", now=now), query.time("until", now=now)
         if since is not None and until is not None and since > until:
             raise InvalidInput("since is after until: nothing can match")
-        limit_text = get("limit")
-        limit = 50
-        if limit_text is not None:
-            if not limit_text.isdigit() or not 1 <= int(limit_text) <= MAX_PAGE:
-                raise InvalidInput(f"limit must be a whole number from 1 to {MAX_PAGE}, "
-                                   f"got {shorten(limit_text)!r}")
-            limit = int(limit_text)
-        return cls(status, get("name"), get("failed_step"), get("error_type"), since, until, limit,
-                   get("cursor"))
+        limit = query.whole("limit", low=1, high=MAX_PAGE)
+        return cls(query.choice("status", [s.value for s in SagaStatus]), query.text("name"),
+                   query.text("failed_step"), query.text("error_type"), since, until,
+                   50 if limit is None else limit, query.raw("cursor"))
 
     def query(self, **changes: str | None) -> dict[str, str]:
         """The filters as query-string values (for links to other pages of the list)."""
@@ -133,35 +125,52 @@ def list_sagas(store: SqlEventStore, filters: ListFilters) -> Page:
     return Page(rows, found.cursor)
 
 
-def _results(history: Sequence[StoredEvent]) -> dict[tuple[str, bool, int], Any]:
-    out: dict[tuple[str, bool, int], Any] = {}
-    for e in history:
-        comp = e.type.startswith("Compensation") or e.type == "StepCompensated"
-        if (e.type, comp) in _OUTCOMES and "step" in e.data and "attempt" in e.data:
-            out[(str(e.data["step"]), comp, int(e.data["attempt"]))] = e.data.get("result")
-    return out
+def saga_page(store: SqlEventStore, saga_id: str, page: int = 1) -> dict[str, Any]:
+    """Page ``page`` (from 1) of the saga's timeline, secrets masked: ``saga show --json``'s
+    header, the attempts numbered ``(page - 1) * PAGE_ATTEMPTS`` on (each with its ``index`` in the
+    whole timeline), the operator actions taken while they ran, and ``page``: ``number``,
+    ``pages``, ``size`` and ``attempts`` (how many the saga has).
+
+    The log is read once, a page of events at a time, and only this page's attempts are kept, so
+    memory is bounded however long the log. Raises ``SagaNotFound``, and
+    :class:`~saga.InvalidInput` for a page past the last.
+    """
+    first, end = (page - 1) * PAGE_ATTEMPTS, page * PAGE_ATTEMPTS
+    reader = Reader(saga_id)
+    attempts: list[dict[str, Any]] = []
+    actions: list[dict[str, Any]] = []
+    index = 0
+
+    def keep(found: Iterable[Attempt]) -> None:
+        nonlocal index
+        for a in found:
+            if first <= index < end:
+                attempts.append({**a.to_json(), "index": index})
+            index += 1
+
+    for stored in redacted(stream(store, saga_id)):
+        action = reader.add(stored)
+        keep(reader.ended())
+        # an action belongs to the page of the attempt that started last before it
+        if action is not None and first <= max(reader.started - 1, 0) < end:
+            actions.append(action.to_json())
+    keep(reader.rest())
+    pages = max(1, -(-reader.started // PAGE_ATTEMPTS))
+    if page > pages:
+        raise InvalidInput(f"saga {shorten(saga_id)!r} has {reader.started:,} attempts on {pages:,} "
+                           f"pages: there is no page {page:,}")
+    return {**reader.header(), "attempts": attempts, "operator_actions": actions,
+            "page": {"number": page, "pages": pages, "size": PAGE_ATTEMPTS, "attempts": reader.started}}
 
 
-def saga_timeline(store: SqlEventStore, saga_id: str) -> dict[str, Any]:
-    """The saga's timeline as ``saga show --json`` gives it, each attempt with its ``result``
-    too (``None`` unless it succeeded with one), secrets masked; raises ``SagaNotFound``."""
-    history = store.load(saga_id)
-    data = timeline(saga_id, history).to_json()
-    results = _results(history)
-    for a in data["attempts"]:
-        a["result"] = results.get((a["step"], a["compensation"], a["attempt"]))
-    redacted: dict[str, Any] = redact_json(data)
-    return redacted
-
-
-def attempt_detail(store: SqlEventStore, saga_id: str, index: int) -> dict[str, Any]:
-    """Attempt number ``index`` (from 0, in the order attempts started) of the saga's timeline,
-    with ``index`` and the saga's ``id``; raises :class:`~saga.InvalidInput` when there is none."""
-    data = saga_timeline(store, saga_id)
-    attempts: list[dict[str, Any]] = data["attempts"]
-    if not 0 <= index < len(attempts):
-        raise InvalidInput(f"saga {shorten(saga_id)!r} has no attempt {index}")
-    return {"id": data["id"], "index": index, **attempts[index]}
+def attempt_detail(store: SqlEventStore, saga_id: str, seq: int) -> dict[str, Any]:
+    """The attempt that event ``seq`` of the saga's log starts, with the saga's ``id``, secrets masked;
+    read from that event on until the attempt ends, so only that attempt is loaded. Raises
+    ``SagaNotFound``, and :class:`~saga.InvalidInput` when event ``seq`` starts no attempt."""
+    found = attempt_at(redacted(stream(store, saga_id, after=seq - 1, page=_DETAIL_PAGE)))
+    if found is None:
+        raise InvalidInput(f"saga {shorten(saga_id)!r} has no attempt that starts at seq {seq:,}")
+    return {"id": saga_id, **found.to_json()}
 
 
 def stats(store: SqlEventStore, *, name: str | None, since: datetime | None) -> dict[str, Any]:
