@@ -26,6 +26,7 @@ from .state import SagaStatus
 from .stats import stats_table
 from .store import EventStore
 from .store.queries import audit_head, audit_verify, export_events, list_sagas, saga_stats
+from .store.sqlite import SQLiteEventStore
 from .text import escape, shorten
 from .timespec import parse_time, parse_window
 
@@ -90,10 +91,25 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         yield out
 
 
+def _not_the_database(store: EventStore, output: str | None) -> None:
+    """Refuse an ``--output`` that is the database being read, or a file of it."""
+    if output is None or not isinstance(store, SQLiteEventStore):
+        return
+    target = Path(output)
+    for path in store.files():
+        same = target.resolve() == path.resolve()
+        with contextlib.suppress(OSError):  # a hard link, or a file that is not there
+            same = same or target.samefile(path)
+        if same:
+            raise InvalidInput(f"--output {shorten(output)!r} is a file of the database being "
+                               f"exported ({path}): write the export elsewhere")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     since = None if args.since is None else parse_time(args.since, now=datetime.now(UTC),
                                                         option="--since")
     with _reader(args) as store:
+        _not_the_database(store, args.output)
         rows = export_events(store, since=since)
         first = next(rows, None)  # the database answered: only now is the output created
         with _output(args.output) as out:

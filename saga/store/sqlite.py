@@ -81,6 +81,15 @@ class SQLiteEventStore(SqlEventStore):
 
         return engine
 
+    def files(self) -> tuple[Path, ...]:
+        """The files that hold this database: the file itself and its ``-wal``, ``-shm`` and
+        ``-journal`` companions, whether they exist now or not (none for ``:memory:``)."""
+        name = self.engine.url.database
+        if name in (None, "", ":memory:"):
+            return ()
+        path = Path(str(name))
+        return (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")))
+
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:
         # BEGIN IMMEDIATE is issued here rather than from a "begin" event: an engine with
