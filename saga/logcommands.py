@@ -134,7 +134,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     with _reader(args) as store:
         report = audit_verify(store, args.id, head=args.head)
-    print(escape(report.summary()))
+    for line in report.lines():  # one for each saga tampered with
+        print(escape(line))
     return 0 if report.ok else 1
 
 
@@ -178,8 +179,9 @@ def add_commands(sub: Any, *, saga_id: Any, positive_int: Any) -> None:
     au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     v = au_sub.add_parser("verify", help="recompute every hash chain")
     v.add_argument("id", metavar="ID", nargs="?", default=None, type=saga_id)
-    v.add_argument("--head", default=None, metavar="DIGEST",
-                   help="a digest from `saga audit head`, kept elsewhere")
+    v.add_argument("--head", default=None, metavar="HEAD",
+                   help="what `saga audit head` printed earlier, kept elsewhere")
     v.set_defaults(func=_cmd_audit_verify)
-    au_sub.add_parser("head", help="one digest over every saga's last event"
+    au_sub.add_parser("head", help="one digest over every saga's last event, and the position "
+                      "of the log it covers"
                       ).set_defaults(func=_cmd_audit_head)
