@@ -26,6 +26,7 @@ from .state import SagaStatus
 from .stats import stats_table
 from .store import EventStore
 from .store.queries import audit_head, audit_verify, export_events, list_sagas, saga_stats
+from .store.sqlite import SQLiteEventStore
 from .text import escape, shorten
 from .timespec import parse_time, parse_window
 
@@ -90,10 +91,25 @@ def _output(path: str | None) -> Iterator[IO[str]]:
         yield out
 
 
+def _not_the_database(store: EventStore, output: str | None) -> None:
+    """Refuse an ``--output`` that is the database being read, or a file of it."""
+    if output is None or not isinstance(store, SQLiteEventStore):
+        return
+    target = Path(output)
+    for path in store.files():
+        same = target.resolve() == path.resolve()
+        with contextlib.suppress(OSError):  # a hard link, or a file that is not there
+            same = same or target.samefile(path)
+        if same:
+            raise InvalidInput(f"--output {shorten(output)!r} is a file of the database being "
+                               f"exported ({path}): write the export elsewhere")
+
+
 def _cmd_export(args: argparse.Namespace) -> int:
     since = None if args.since is None else parse_time(args.since, now=datetime.now(UTC),
                                                         option="--since")
     with _reader(args) as store:
+        _not_the_database(store, args.output)
         rows = export_events(store, since=since)
         first = next(rows, None)  # the database answered: only now is the output created
         with _output(args.output) as out:
@@ -118,7 +134,8 @@ def _cmd_export(args: argparse.Namespace) -> int:
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     with _reader(args) as store:
         report = audit_verify(store, args.id, head=args.head)
-    print(escape(report.summary()))
+    for line in report.lines():  # one for each saga tampered with
+        print(escape(line))
     return 0 if report.ok else 1
 
 
@@ -162,8 +179,9 @@ def add_commands(sub: Any, *, saga_id: Any, positive_int: Any) -> None:
     au_sub = au.add_subparsers(dest="audit_command", required=True, metavar="ACTION")
     v = au_sub.add_parser("verify", help="recompute every hash chain")
     v.add_argument("id", metavar="ID", nargs="?", default=None, type=saga_id)
-    v.add_argument("--head", default=None, metavar="DIGEST",
-                   help="a digest from `saga audit head`, kept elsewhere")
+    v.add_argument("--head", default=None, metavar="HEAD",
+                   help="what `saga audit head` printed earlier, kept elsewhere")
     v.set_defaults(func=_cmd_audit_verify)
-    au_sub.add_parser("head", help="one digest over every saga's last event"
+    au_sub.add_parser("head", help="one digest over every saga's last event, and the position "
+                      "of the log it covers"
                       ).set_defaults(func=_cmd_audit_head)

@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, VirtualClock
-from saga.audit import AuditRow, canonical_json, event_hash, head_digest, verify
+from saga.audit import AuditRow, Head, HeadBuilder, canonical_json, event_hash, verify
 from saga.store.schema import JSONData
 
 copy_metadata = sa.MetaData()
@@ -112,10 +112,13 @@ def engine(sql_url: str) -> Iterator[sa.Engine]:
     engine.dispose()
 
 
-def _verify(engine: sa.Engine, *, head: str | None = None, index: bool = True) -> Any:
+def _verify(engine: sa.Engine, *, head: Head | None = None, index: bool = True) -> Any:
     with engine.connect() as conn:
-        rows = conn.execute(sa.select(audited.c.saga_id, audited.c.seq, audited.c.type,
-                                      audited.c.schema_version, audited.c.data, audited.c.hash)
+        # hashed as the log was before recording times were hashed (version 1)
+        rows = conn.execute(sa.select(audited.c.position, audited.c.saga_id, audited.c.seq,
+                                      audited.c.type, audited.c.schema_version, audited.c.data,
+                                      audited.c.hash, sa.literal(0.0).label("recorded_at"),
+                                      sa.literal(1).label("hash_version"))
                             .order_by(*_order(engine)))
         sagas_rows = None
         if index:
@@ -146,7 +149,11 @@ def test_an_untouched_log_verifies_and_counts_what_it_checked(engine: sa.Engine)
         heads = conn.execute(sa.text(
             "SELECT e.saga_id, e.seq, e.hash FROM audited_events e JOIN audited_sagas s "
             "ON s.saga_id = e.saga_id AND s.last_seq = e.seq")).all()
-    assert report.head == head_digest(sorted((r.saga_id, r.seq, r.hash) for r in heads))
+        top = conn.execute(sa.text("SELECT max(position) FROM audited_events")).scalar_one()
+    expected = HeadBuilder()
+    for h in sorted((r.saga_id, r.seq, r.hash) for r in heads):
+        expected.add(*h)
+    assert report.head == expected.head(top)
     assert _verify(engine, head=report.head).ok
 
 
@@ -224,8 +231,10 @@ def test_rows_out_of_saga_order_are_refused() -> None:
             AuditRow("a", 1, "T", 1, {}, event_hash("a", 1, "T", 1, {}, None))]
     with pytest.raises(ValueError, match="code point order"):
         verify(rows)
+    head = HeadBuilder()
+    head.add("b", 1, "x")
     with pytest.raises(ValueError, match="code point order"):
-        head_digest([("b", 1, "x"), ("a", 1, "y")])
+        head.add("a", 1, "y")
 
 
 def test_a_repeated_seq_is_reported_as_reordered() -> None:
@@ -286,3 +295,7 @@ def test_the_hash_is_sha256_over_the_canonical_json_of_its_fields(
 
     body = canonical_json([saga_id, seq, "StepSucceeded", 1, data, previous])
     assert event_hash(saga_id, seq, "StepSucceeded", 1, data, previous) == hashlib.sha256(body).hexdigest()
+    at = 1_790_000_000.123456  # version 2: the recording time too, in whole microseconds
+    body = canonical_json([saga_id, seq, "StepSucceeded", 1, data, previous, 1_790_000_000_123_456])
+    assert event_hash(saga_id, seq, "StepSucceeded", 1, data, previous, at) \
+        == hashlib.sha256(body).hexdigest()

@@ -101,6 +101,17 @@ def _hashes(conn: sa.Connection) -> dict[tuple[str, int], str]:
     return {(r.saga_id, r.seq): r.hash for r in conn.execute(sa.select(e.saga_id, e.seq, e.hash))}
 
 
+def _v1_hashes(rows: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
+    """The hashes revision 0002 gives events (version 1: without their recording time)."""
+    from saga.audit import event_hash
+
+    out: dict[tuple[str, int], str] = {}
+    for r in rows:
+        out[r["saga_id"], r["seq"]] = event_hash(r["saga_id"], r["seq"], r["type"], r["schema_version"],
+                                                 r["data"], out.get((r["saga_id"], r["seq"] - 1)))
+    return out
+
+
 def test_an_existing_log_is_upgraded_with_hashes_attempts_and_failed_steps(
     engine: sa.Engine, empty_url: str, tmp_path: Any
 ) -> None:
@@ -116,7 +127,7 @@ def test_an_existing_log_is_upgraded_with_hashes_attempts_and_failed_steps(
         old_events = [r._asdict() for r in conn.execute(
             sa.select(*[schema.events.c[c] for c in event_cols]).order_by(schema.events.c.position))]
         old_sagas = [r._asdict() for r in conn.execute(sa.select(*[schema.sagas.c[c] for c in saga_cols]))]
-        hashes = _hashes(conn)
+        hashes = _v1_hashes(old_events)
         failed = dict(conn.execute(sa.select(schema.sagas.c.saga_id, schema.sagas.c.failed_step)).all())
         kept = sorted(tuple(r) for r in conn.execute(sa.select(schema.attempts)))
     next(built, None)

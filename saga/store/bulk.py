@@ -15,6 +15,7 @@ from datetime import datetime
 from typing import Any
 
 from .. import events as ev
+from ..audit import HASH_VERSION
 from ..errors import InvalidInput
 from ..state import SagaStatus
 from .base import check_saga_id, encoded
@@ -70,7 +71,8 @@ def write_sagas(store: SqlEventStore, items: Iterable[BulkSaga], *, batch: int =
             datas.append(data)
             rows.append({"saga_id": item.saga_id, "seq": seq, "type": e.type_name(),
                          "schema_version": e.schema_version, "data": data,
-                         "recorded_at": e.at.timestamp(), "writer": None})
+                         "recorded_at": e.at.timestamp(), "writer": None,
+                         "hash_version": HASH_VERSION})
         chain(rows, datas, None)
         started, _ = attempt_rows(item.saga_id, item.events)
         first, last = item.events[0].at.timestamp(), item.events[-1].at.timestamp()

@@ -21,11 +21,13 @@ V = TypeVar("V")
 
 
 def chain(rows: Sequence[dict[str, Any]], datas: Sequence[Any], previous: str | None) -> str | None:
-    """Set ``row["hash"]`` on each event row (``saga_id``, ``seq``, ``type``, ``schema_version``;
-    ``datas``: the events' data as JSON values), chained from ``previous``; returns the last hash."""
+    """Set ``row["hash"]`` on each event row (``saga_id``, ``seq``, ``type``, ``schema_version``,
+    ``recorded_at``; ``datas``: the events' data as JSON values), chained from ``previous``, as
+    hash version :data:`~saga.audit.HASH_VERSION`; returns the last hash."""
     for row, data in zip(rows, datas, strict=True):
         previous = row["hash"] = event_hash(row["saga_id"], row["seq"], row["type"],
-                                            row["schema_version"], data, previous)
+                                            row["schema_version"], data, previous,
+                                            row["recorded_at"])
     return previous
 
 

@@ -120,7 +120,8 @@ class MemoryEventStore(EventStore):
         # hashes chain from the saga's last event (``previous``), as in a database
         out = []
         for s in events:
-            previous = event_hash(s.saga_id, s.seq, s.type, s.schema_version, s.data, previous)
+            previous = event_hash(s.saga_id, s.seq, s.type, s.schema_version, s.data, previous,
+                                  s.recorded_at.timestamp())
             out.append(StoredEvent(saga_id=s.saga_id, seq=s.seq, type=s.type, data=s.data,
                                    recorded_at=s.recorded_at, writer=s.writer,
                                    position=next(self._position),

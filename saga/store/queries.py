@@ -15,6 +15,7 @@ from __future__ import annotations
 import base64
 import binascii
 import json
+import time
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -24,7 +25,7 @@ from typing import Any
 import sqlalchemy as sa
 
 from .. import audit
-from ..errors import InvalidInput
+from ..errors import InvalidInput, SagaNotFound, StoreError
 from ..state import SagaStatus
 from ..stats import Stats, compute_stats
 from .base import EventLog, SagaSummary, StoredEvent
@@ -260,52 +261,125 @@ def _by_saga_id(conn: sa.Connection, column: sa.ColumnElement[str]) -> sa.Column
     return column.collate("C") if conn.dialect.name == "postgresql" else column
 
 
-def audit_verify(store: EventLog, saga_id: str | None = None, *,
-                 head: str | None = None) -> audit.AuditReport:
-    """Recompute every hash chain (or ``saga_id``'s alone) and check each saga's index row, and,
-    with ``head`` (from :func:`audit_head`, kept elsewhere), that no saga lost its last events
-    or was deleted whole since. Streams the log in one snapshot."""
+def _parse_head(head: str | audit.Head | None, saga_id: str | None) -> audit.Head | None:
     if head is not None and saga_id is not None:
         raise InvalidInput("--head covers the whole log: verify without a saga id to check it")
-    if head is not None and (len(head) != 64 or any(c not in "0123456789abcdef" for c in head)):
-        raise InvalidInput(f"--head must be 64 lowercase hex digits (from `saga audit head`), "
-                           f"got {head[:80]!r}")
+    if head is None or isinstance(head, audit.Head):
+        return head
+    try:
+        return audit.Head.parse(head)
+    except ValueError as e:
+        raise InvalidInput(f"--head {head[:80]!r}: {e}") from None
+
+
+def _audit_row(e: StoredEvent) -> audit.AuditRow:
+    # the memory store writes the current hash version only
+    return audit.AuditRow(e.saga_id, e.seq, e.type, e.schema_version, e.data, e.hash,
+                          e.recorded_at.timestamp(), audit.HASH_VERSION, e.position or 0)
+
+
+def audit_verify(store: EventLog, saga_id: str | None = None, *,
+                 head: str | audit.Head | None = None) -> audit.AuditReport:
+    """Recompute every hash chain (or ``saga_id``'s alone) and check each saga's index row, and,
+    with ``head`` (from :func:`audit_head`, kept elsewhere), that no saga lost events the head
+    covered, or was deleted whole, since. Streams the log in one snapshot.
+
+    Raises :class:`~saga.InvalidInput` for a head that is not one, and
+    :class:`~saga.SagaNotFound` if ``saga_id`` has neither events nor an index row.
+    """
+    wanted = _parse_head(head, saga_id)
     if not isinstance(store, SqlEventStore):
         summaries = sorted(_all_summaries(store), key=lambda s: s.saga_id)
         if saga_id is not None:
             summaries = [s for s in summaries if s.saga_id == saga_id]
-        return audit.verify((e for s in summaries for e in store.load(s.saga_id)),
-                            sagas=summaries,
-                            head=head)
-    with _snapshot(store) as conn:
-        rows = sa.select(events.c.saga_id, events.c.seq, events.c.type, events.c.schema_version,
-                         events.c.data, events.c.hash)
-        index = sa.select(sagas.c.saga_id, sagas.c.last_seq)
-        if saga_id is not None:
-            rows = rows.where(events.c.saga_id == saga_id)
-            index = index.where(sagas.c.saga_id == saga_id)
-        rows = rows.order_by(_by_saga_id(conn, events.c.saga_id), events.c.seq)
-        index = index.order_by(_by_saga_id(conn, sagas.c.saga_id))
-        # the index rows are few beside the events: read them whole, stream the events
-        index_rows = conn.execute(index).all()
-        return audit.verify(conn.execute(rows.execution_options(yield_per=1000)),
-                            sagas=index_rows, head=head)
+        report = audit.verify((_audit_row(e) for s in summaries for e in store.load(s.saga_id)),
+                              sagas=summaries, head=wanted)
+    else:
+        with _snapshot(store) as conn:
+            rows = sa.select(events.c.position, events.c.saga_id, events.c.seq, events.c.type,
+                             events.c.schema_version, events.c.data, events.c.recorded_at,
+                             events.c.hash_version, events.c.hash)
+            index = sa.select(sagas.c.saga_id, sagas.c.last_seq)
+            if saga_id is not None:
+                rows = rows.where(events.c.saga_id == saga_id)
+                index = index.where(sagas.c.saga_id == saga_id)
+            rows = rows.order_by(_by_saga_id(conn, events.c.saga_id), events.c.seq)
+            index = index.order_by(_by_saga_id(conn, sagas.c.saga_id))
+            # the index rows are few beside the events: read them whole, stream the events
+            index_rows = conn.execute(index).all()
+            report = audit.verify(conn.execute(rows.execution_options(yield_per=1000)),
+                                  sagas=index_rows, head=wanted)
+    if saga_id is not None and report.ok and report.sagas == 0:
+        raise SagaNotFound(f"no saga has id {saga_id!r}")
+    return report
 
 
-def audit_head(store: EventLog) -> str:
-    """One digest over every saga's last event (:func:`saga.audit.head_digest`): keep it
-    elsewhere, and pass it to :func:`audit_verify` later."""
+HEAD_WAIT = 30.0
+"""Seconds :func:`audit_head` waits, on PostgreSQL, for transactions writing events to end."""
+
+
+def audit_head(store: EventLog, *, wait: float = HEAD_WAIT) -> audit.Head:
+    """A :class:`~saga.audit.Head` of the log as it is: a digest over every saga's last event,
+    and the position it covers. Keep ``str(head)`` elsewhere and pass it to
+    :func:`audit_verify` later: it still holds once the log has grown.
+
+    On PostgreSQL an append can commit after one that drew a later position:
+    the head waits (up to ``wait`` seconds, then raises
+    :class:`~saga.StoreError`) until the appends in flight when it looked have
+    ended, so that it covers every event up to its position.
+    """
     if not isinstance(store, SqlEventStore):
-        heads = []
+        built = audit.HeadBuilder()
+        top = 0
         for s in sorted(_all_summaries(store), key=lambda s: s.saga_id):
             last = store.load(s.saga_id, after=s.last_seq - 1)
-            if last and last[-1].hash is not None:
-                heads.append((s.saga_id, last[-1].seq, last[-1].hash))
-        return audit.head_digest(heads)
+            if last:
+                built.add(s.saga_id, last[-1].seq, last[-1].hash)
+                top = max(top, last[-1].position or 0)
+        return built.head(top)
+    # SQLite has one writer at a time: a snapshot holds every event up to its last position
+    position = _settled_position(store, wait) if store.engine.dialect.name == "postgresql" else None
     with _snapshot(store) as conn:
+        if position is None:
+            position = conn.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0
+        within = events.c.position <= position
+        lasts = (sa.select(events.c.saga_id, sa.func.max(events.c.seq).label("seq"))
+                 .where(within).group_by(events.c.saga_id).subquery())
         stmt = (sa.select(events.c.saga_id, events.c.seq, events.c.hash)
-                .select_from(events.join(sagas, sa.and_(sagas.c.saga_id == events.c.saga_id,
-                                                        sagas.c.last_seq == events.c.seq)))
+                .join(lasts, sa.and_(lasts.c.saga_id == events.c.saga_id,
+                                     lasts.c.seq == events.c.seq))
                 .order_by(_by_saga_id(conn, events.c.saga_id)))
-        return audit.head_digest((r.saga_id, r.seq, r.hash)
-                                 for r in conn.execute(stmt.execution_options(yield_per=1000)))
+        built = audit.HeadBuilder()
+        for r in conn.execute(stmt.execution_options(yield_per=1000)):
+            built.add(r.saga_id, r.seq, r.hash)
+        return built.head(position)
+
+
+_WRITING_EVENTS = sa.text(
+    "SELECT DISTINCT l.virtualtransaction FROM pg_locks l "
+    "WHERE l.relation = CAST('saga_events' AS regclass) AND l.mode = 'RowExclusiveLock' "
+    "AND l.pid <> pg_backend_pid()"
+)
+
+
+def _settled_position(store: SqlEventStore, wait: float) -> int:
+    """The last position of PostgreSQL's log once every transaction that was writing events
+    when it was read has ended: no event at or before it can appear later.
+
+    Positions come from a sequence, drawn as rows are inserted, so a later
+    one never goes to an event written after this looked. An earlier one is
+    either visible already or held by a transaction writing events now.
+    """
+    with store.engine.connect() as conn:
+        position = conn.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0
+        writing = set(conn.execute(_WRITING_EVENTS).scalars())
+        conn.rollback()
+        deadline = time.monotonic() + wait
+        while writing:
+            if time.monotonic() >= deadline:
+                raise StoreError(f"a transaction writing events is still open after {wait:g} s: "
+                                 "a head cannot be taken until it ends")
+            time.sleep(0.01)
+            writing &= set(conn.execute(_WRITING_EVENTS).scalars())
+            conn.rollback()
+    return position

@@ -7,7 +7,7 @@ from sqlalchemy.dialects import postgresql
 
 __all__ = ["HEAD", "attempts", "events", "metadata", "sagas"]
 
-HEAD = "0002"
+HEAD = "0003"
 """The migration revision this library's code expects (tests check it is Alembic's head)."""
 
 metadata = sa.MetaData()
@@ -27,6 +27,8 @@ events = sa.Table(
     sa.Column("recorded_at", sa.Float(precision=53), nullable=False),
     sa.Column("writer", sa.String(100), nullable=True),
     sa.Column("hash", sa.String(64), nullable=False),
+    # what the hash covers (saga.audit): 1 leaves recorded_at out (events written before 0003)
+    sa.Column("hash_version", sa.SmallInteger, nullable=False, server_default=sa.text("1")),
     sa.UniqueConstraint("saga_id", "seq", name="uq_saga_events_saga_id_seq"),
 )
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 import functools
 import json
 import logging
+import time
 from collections.abc import Callable, Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -170,6 +171,12 @@ class SqlEventStore(SchemaChecks, EventStore):
         """Commit one append (a backend may batch it with others')."""
         self._append_alone(append)
 
+    def _recording_time(self) -> float:
+        """When events written now are recorded (``recorded_at``, which their hash covers), on
+        the database's clock, in epoch seconds holding a whole number of microseconds.
+        SQLite's clock is this machine's; a server's backend reads the server's."""
+        return time.time_ns() // 1000 / 1_000_000
+
     # -- writing ----------------------------------------------------------------------------
 
     def _rows(self, saga_id: str, first_seq: int, batch: Sequence[ev.Event], writer: str | None
@@ -180,6 +187,7 @@ class SqlEventStore(SchemaChecks, EventStore):
         again)."""
         rows = []
         datas = []
+        recorded_at = self._recording_time()
         for i, e in enumerate(batch):
             data, text = encoded(saga_id, e, self.max_payload)
             datas.append(data)
@@ -189,6 +197,7 @@ class SqlEventStore(SchemaChecks, EventStore):
                 "type": e.type_name(),
                 "schema_version": e.schema_version,
                 "data": text,
+                "recorded_at": recorded_at,
                 "writer": writer,
             })
         if not rows:  # nothing to chain: no need to know the previous hash
@@ -282,9 +291,11 @@ class SqlEventStore(SchemaChecks, EventStore):
             ) from e
         except ConcurrencyError as e:
             # A retry after a lost COMMIT finds the log moved on: if it moved on by exactly
-            # these events, the first try committed and this append succeeded.
+            # these events, the first try committed and this append succeeded (with the
+            # first try's recording time and hashes: the next append reads them from the log).
             if not rows or isinstance(e, LeaseHeld) or not self._already_written(saga_id, rows):
                 raise
+            return
         self._remember(rows)
 
     def _already_written(self, saga_id: str, rows: list[dict[str, Any]]) -> bool:

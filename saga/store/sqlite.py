@@ -30,6 +30,7 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
+from ..audit import HASH_VERSION
 from ..errors import InvalidInput, SagaNotFound
 from . import statements as q
 from .base import StoredEvent, check_page, wake_kept
@@ -42,11 +43,8 @@ __all__ = ["SQLiteEventStore"]
 
 BUSY_TIMEOUT_MS = 30_000
 
-_NOW: sa.ColumnElement[float] = sa.literal_column("((julianday('now') - 2440587.5) * 86400.0)")
-"""SQLite's clock as epoch seconds (for ``recorded_at``)."""
-
-_INSERT = events.insert().values(recorded_at=_NOW)
-_INSERT_KEYS = ["saga_id", "seq", "type", "schema_version", "data", "writer", "hash"]
+_INSERT = events.insert().values(hash_version=sa.literal_column(str(HASH_VERSION)))
+_INSERT_KEYS = ["saga_id", "seq", "type", "schema_version", "data", "recorded_at", "writer", "hash"]
 
 
 class SQLiteEventStore(SqlEventStore):
@@ -80,6 +78,15 @@ class SQLiteEventStore(SqlEventStore):
             cur.close()
 
         return engine
+
+    def files(self) -> tuple[Path, ...]:
+        """The files that hold this database: the file itself and its ``-wal``, ``-shm`` and
+        ``-journal`` companions, whether they exist now or not (none for ``:memory:``)."""
+        name = self.engine.url.database
+        if name in (None, "", ":memory:"):
+            return ()
+        path = Path(str(name))
+        return (path, *(path.with_name(path.name + suffix) for suffix in ("-wal", "-shm", "-journal")))
 
     @contextmanager
     def _write(self) -> Iterator[sa.Connection]:

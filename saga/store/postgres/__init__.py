@@ -28,7 +28,8 @@ Every worker therefore reads the same clock, the server's, and a machine
 whose wall clock is minutes off neither steals live leases nor sleeps
 through retries. (The error is half a round trip plus a minute of local
 drift, milliseconds against leases of tens of seconds.) Recording times
-(``recorded_at``) are written by the server itself.
+(``recorded_at``) are read from the same clock as events are written, so
+that each event's hash can cover its time.
 
 Waking up. A transaction that makes a saga due with no one holding it
 (``start``, an operator's cancel or retry) also runs ``pg_notify``; each

@@ -11,6 +11,7 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
+from ...audit import HASH_VERSION
 from ..base import dumps
 from ..sql import Append
 from ..statements import is_due, lease_open, next_wake
@@ -32,14 +33,15 @@ def _sql(expr: sa.ColumnElement[Any]) -> str:
 
 _v = sa.table("v", sa.column("owner"), sa.column("now"), sa.column("wake_at"))
 
-_EVENT_COLUMNS = """
-INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer, hash)
-SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data,
-       extract(epoch from clock_timestamp())::double precision, e.writer, e.hash
+_EVENT_COLUMNS = f"""
+INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, writer, hash,
+                         hash_version)
+SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data, e.recorded_at, e.writer, e.hash,
+       {HASH_VERSION}
 FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
-    saga_id text, seq integer, type text, schema_version smallint, data jsonb, writer text,
-    hash text
-)) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, writer, hash, n)
+    saga_id text, seq integer, type text, schema_version smallint, data jsonb,
+    recorded_at float8, writer text, hash text
+)) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, recorded_at, writer, hash, n)
 """
 
 
@@ -84,7 +86,7 @@ def _attempts(accepted: str, *, ends: bool = True) -> str:
 
 def _insert_events(accepted: str) -> str:
     """Insert the events of the JSON array ``:events`` in order, for the sagas the CTE
-    ``accepted`` returns; their ``recorded_at`` is the server's clock."""
+    ``accepted`` returns (each with the ``recorded_at`` its hash covers)."""
     return _EVENT_COLUMNS + f"JOIN {accepted} ON {accepted}.saga_id = e.saga_id\nORDER BY e.n\n"
 
 

@@ -184,6 +184,14 @@ class PostgresEventStore(SqlEventStore):
         except sa_exc.SQLAlchemyError as e:
             log.warning("after a group commit: %s", first_line(e))
 
+    @functools.cached_property
+    def _server_clock(self) -> Clock:
+        return self.default_clock()
+
+    def _recording_time(self) -> float:
+        # the server's clock, as DatabaseClock follows it (microseconds, no round trip)
+        return self._server_clock.now().timestamp()
+
     # -- claiming ---------------------------------------------------------------------------
 
     @staticmethod
