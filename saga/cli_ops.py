@@ -75,7 +75,9 @@ def _request(kind: Request) -> Callable[[argparse.Namespace], int]:
                 view = operator.request(store, store.default_clock(), args.id, kind,
                                         reason=reason, by=by)[0]
             if kind == "retry":  # the single-saga forms print what they always printed
-                print(f"{escape(args.id)}: {view.status.value} (a worker resumes its compensation)")
+                print(f"{escape(args.id)}: {view.status.value} (a worker " + (
+                    "resumes its compensation)" if view.status is SagaStatus.COMPENSATING
+                    else "tries it again now)"))
             else:
                 print(f"{escape(args.id)}: cancel requested ({view.status.value}; "
                       "a worker compensates it)")

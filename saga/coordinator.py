@@ -30,7 +30,7 @@ from .leases import LeaseKeeper
 from .reading import load_state, view
 from .sealing import same_input, stored_input
 from .state import SagaStatus, SagaView, fold
-from .store.base import EventLog, StoredEvent, check_saga_id
+from .store.base import EventLog, SagaSummary, StoredEvent, check_saga_id
 from .worker import WorkerLoop
 
 __all__ = ["Coordinator"]
@@ -299,12 +299,18 @@ class Coordinator:
         """Drive every due saga (new, retry due, lease expired) of the registered names.
 
         Runs until ``stop`` is set; with ``until_idle``, returns once no saga
-        is due now (later retries stay waiting). ``concurrency`` sagas are
-        driven at once on threads. Idles as the clock says (:meth:`Clock.idle
-        <saga.Clock.idle>`): a real-time clock wakes on the store's
-        notifications. A saga this worker cannot drive (its definition is not
-        registered, or does not fit its log) is logged, its lease released, and
-        left alone. Returns how many drives it made.
+        is due now or within half a second (a retry a moment away is waited
+        for, later ones stay waiting, and so do sagas other workers hold).
+        ``concurrency`` sagas are driven at once on threads. Idles as the clock
+        says (:meth:`Clock.idle <saga.Clock.idle>`): a real-time clock wakes on
+        the store's notifications. A saga whose version is not registered here
+        is logged, its lease released, and left to other workers. A saga whose
+        drive fails for any other reason than a clash or the store's failure
+        (its secrets cannot be opened, its definition does not fit its log, its
+        decision raised) is parked: its lease released, tried again after a
+        pause that grows each time, and the reason recorded in its log once
+        (:class:`~saga.events.SagaParked`, shown by ``saga show`` and ``saga
+        list``). Returns how many drives it made.
         """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidInput(f"concurrency must be a whole number >= 1, got {concurrency!r}")
@@ -314,6 +320,20 @@ class Coordinator:
             drive=self._drive_claimed, busy=self._driving.busy, concurrency=concurrency,
         )
         return loop.run(until_idle=until_idle, stop=stop or threading.Event())
+
+    def held_elsewhere(self, *, limit: int = 1000) -> list[SagaSummary]:
+        """Active sagas of the registered names whose lease another worker holds now (a worker
+        that was killed holds its sagas until its lease expires), soonest free first; of the
+        ``limit`` most recently updated sagas of each name and status."""
+        now = self.clock.now()
+        held = [
+            s for name in sorted(self._latest) for status in (SagaStatus.RUNNING,
+                                                               SagaStatus.COMPENSATING)
+            for s in self.store.find(status=status, name=name, limit=limit)
+            if s.lease_owner not in (None, self.worker_id)
+            and s.lease_expires_at is not None and s.lease_expires_at > now
+        ]
+        return sorted(held, key=lambda s: (s.lease_expires_at or now, s.saga_id))
 
     # -- operator actions -------------------------------------------------------------------
 

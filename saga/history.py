@@ -89,6 +89,8 @@ class Timeline:
     reason: str | None
     attempts: tuple[Attempt, ...]
     operator_actions: tuple[OperatorAction, ...]
+    parked: str | None = None
+    """Why no worker can drive the saga now, while its log ends with that reason."""
 
     def to_json(self) -> dict[str, Any]:
         """The timeline as one JSON object (the shape ``saga show --json`` prints)."""
@@ -98,6 +100,7 @@ class Timeline:
             "version": self.version,
             "status": self.status,
             "reason": self.reason,
+            "parked": self.parked,
             "attempts": [a.to_json() for a in self.attempts],
             "operator_actions": [o.to_json() for o in self.operator_actions],
         }
@@ -155,7 +158,7 @@ class _Builder:
     def build(self) -> Timeline:
         s = self.state
         return Timeline(s.saga_id, s.name, s.version, s.status.value, s.reason,
-                        tuple(self.attempts), tuple(self.actions))
+                        tuple(self.attempts), tuple(self.actions), s.parked)
 
 
 def _calls(data: dict[str, Any]) -> list[Any]:

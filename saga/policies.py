@@ -245,8 +245,8 @@ class Retry:
             return None, f"all {self.attempts} attempts used"
         delay = float(self.wait(state))
         if not 0 <= delay <= _LONGEST_S:  # a wait built past the constructors' checks
-            raise PolicyError(f"the retry policy ({self}) gave a delay of {delay!r}s; a delay "
-                              f"must be from 0 to 1000 years ({_LONGEST_S:g}s)")
+            raise PolicyError(f"the retry policy's wait gave a delay of {delay:g}s; a delay must "
+                              f"be from 0 to 1000 years ({_LONGEST_S:g}s)")
         state.upcoming_sleep = delay
         if self.max_elapsed is not None and tenacity.stop_before_delay(self.max_elapsed)(state):
             return None, f"the next attempt would start after max_elapsed ({self.max_elapsed:g}s)"
