@@ -27,6 +27,7 @@ from .definition import Saga
 from .drive import Busy, Drive, DriveResult, Driving
 from .errors import DefinitionError, InvalidInput, SagaIdConflict, UnknownSagaName
 from .leases import LeaseKeeper
+from .policies import LONGEST
 from .reading import load_state, view
 from .sealing import same_input, stored_input
 from .state import SagaStatus, SagaView, fold
@@ -109,12 +110,17 @@ class Coordinator:
     ) -> None:
         if not isinstance(store, EventLog):
             raise InvalidInput(f"store must be an EventStore (or another saga.EventLog), not {store!r}")
-        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
-            raise InvalidInput(f"lease must be a positive number of seconds, got {lease!r}")
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or not (
-            poll_interval > 0
+        longest = LONGEST.total_seconds()  # a lease is added to the present, as a delay is
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not (
+            0 < lease <= longest
         ):
-            raise InvalidInput(f"poll_interval must be positive, got {poll_interval!r}")
+            raise InvalidInput(f"lease must be a positive number of seconds, at most {longest:g}, "
+                               f"got {lease!r}")
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or not (
+            0 < poll_interval <= longest
+        ):
+            raise InvalidInput(f"poll_interval must be positive, at most {longest:g}, "
+                               f"got {poll_interval!r}")
         self.store = store
         self.lease = float(lease)
         self.clock = clock or store.default_clock()

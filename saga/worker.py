@@ -8,7 +8,7 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
 
 from .clock import Clock, Wakeup
@@ -47,6 +47,8 @@ class WorkerLoop:
     busy: Callable[[], set[str]]
     concurrency: int = 1
     _skipped: set[str] = field(default_factory=set)
+    _past_wake: datetime | None = None
+    """The last wake-up time found already past when there was nothing to claim."""
     _in_flight: dict[str, Future[object]] = field(default_factory=dict)
     _ended: SimpleQueue[str] = field(default_factory=SimpleQueue)
     """Ids of drives that ended, put there as each ends: waiting for one, and collecting
@@ -171,11 +173,18 @@ class WorkerLoop:
                 raise
             log.warning("cannot read the next wake-up time: %s", e)
             wake = None
-        # A wake-up time already past is a saga this worker could not claim (another of its
-        # threads drives it, or its version is not registered here): not one to wait for.
-        ahead = None if wake is None or wake <= now else (wake - now).total_seconds()
-        if until_idle and (ahead is None or ahead > SOON):
+        if wake is not None and wake <= now:
+            # Due already, yet not claimed: it became due since the claim (claim again now),
+            # or this worker cannot claim it (another of its threads drives it, its version is
+            # not registered here) if it was the same one last time: not one to wait for.
+            unclaimable, self._past_wake = wake == self._past_wake, wake
+            if not unclaimable:
+                return True
+            wake = None
+        if until_idle and (wake is None or (wake - now).total_seconds() > SOON):
             return False
-        pause = self.poll_interval if ahead is None else min(self.poll_interval, ahead + 0.001)
+        pause = self.poll_interval
+        if wake is not None:
+            pause = min(pause, (wake - now).total_seconds() + 0.001)
         self.clock.idle(pause, wakeup, stop)
         return True

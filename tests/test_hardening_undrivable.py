@@ -20,6 +20,7 @@ import tenacity
 from saga import (
     Coordinator,
     EventStore,
+    InvalidInput,
     PolicyError,
     Retry,
     Saga,
@@ -100,6 +101,15 @@ def test_the_longest_limits_allowed_still_run() -> None:
         return None
 
     assert saga.deadline == longest.total_seconds()
+
+
+@pytest.mark.parametrize("option", ["lease", "poll_interval"])
+@pytest.mark.parametrize("value", [float("inf"), _HUGE])
+def test_a_coordinator_refuses_a_lease_or_poll_interval_it_cannot_add_to_a_time(
+    option: str, value: float,
+) -> None:
+    with open_store("memory://") as store, pytest.raises(InvalidInput, match=f"{option} must be"):
+        Coordinator(store, **{option: value})
 
 
 # -- a decision that raises parks the saga; cancel resolves it --------------------------------
