@@ -32,7 +32,7 @@ from saga import (
 from saga.secrets import ENV_VAR, generate_key
 from saga.store.queries import list_sagas
 from tests.cli_run import ROOT, SAGA
-from tests.helpers import of_type, open_store
+from tests.helpers import loose, of_type, open_store
 
 # -- limits that cannot be represented are refused when the saga is defined ------------------
 
@@ -109,7 +109,7 @@ def test_a_coordinator_refuses_a_lease_or_poll_interval_it_cannot_add_to_a_time(
     option: str, value: float,
 ) -> None:
     with open_store("memory://") as store, pytest.raises(InvalidInput, match=f"{option} must be"):
-        Coordinator(store, **{option: value})
+        Coordinator(store, **{option: loose(value)})
 
 
 # -- a decision that raises parks the saga; cancel resolves it --------------------------------
