@@ -14,6 +14,7 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
+import httpx
 import pytest
 import tenacity
 
@@ -33,6 +34,7 @@ from saga.secrets import ENV_VAR, generate_key
 from saga.store.queries import list_sagas
 from tests.cli_run import ROOT, SAGA
 from tests.helpers import loose, of_type, open_store
+from tests.ui_log import free_port, serving
 
 # -- limits that cannot be represented are refused when the saga is defined ------------------
 
@@ -160,6 +162,19 @@ def test_a_decision_that_raises_parks_the_saga_once_and_cancel_resolves_it(store
         assert view.parked is None
         assert undone == ["o1"]  # the attempt whose outcome was not recorded is in doubt
         assert list_sagas(store).rows[0].parked is None
+
+
+def test_the_web_page_of_a_parked_saga_says_why(sqlite_url: str) -> None:
+    pytest.importorskip("uvicorn")
+    with open_store(sqlite_url) as store, Coordinator(store, [_overflowing([])],
+                                                      clock=VirtualClock()) as coordinator:
+        coordinator.start("overflowing", {}, saga_id="o1")
+        coordinator.work(until_idle=True)
+    with serving(sqlite_url, free_port()) as base:
+        page = httpx.get(f"{base}/sagas/o1", timeout=10)
+        api = httpx.get(f"{base}/api/sagas/o1", timeout=10)
+    assert page.status_code == 200 and "parked: the drive failed: PolicyError: charge:" in page.text
+    assert api.json()["parked"].startswith("the drive failed: PolicyError: charge:")
 
 
 # -- a worker that cannot open a saga's secrets (real processes) ------------------------------
