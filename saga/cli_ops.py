@@ -149,7 +149,8 @@ def add_commands(
     saga_id: Callable[[str], str],
 ) -> None:
     """Register ``retry``, ``cancel``, ``skip``, ``fork`` and ``check`` on ``sub``."""
-    helps = {"retry": "resume a failed saga's compensation (one, or many by filter)",
+    helps = {"retry": "resume a failed saga's compensation, or try a parked saga again now "
+                      "(one, or many by filter)",
              "cancel": "stop a running saga and compensate it (one, or many by filter)"}
     kind: Request
     for kind in ("retry", "cancel"):

@@ -357,7 +357,8 @@ class Coordinator:
         return operator.cancel(self.store, self.clock, saga_id, reason=reason, by=by)
 
     def retry(self, saga_id: str, *, reason: str = "", by: str | None = None) -> SagaView:
-        """Resume a failed saga's compensation, with a fresh attempt budget (``by``, ``reason``
+        """Resume a failed saga's compensation, with a fresh attempt budget, or make a parked
+        saga (:attr:`SagaView.parked <saga.SagaView.parked>`) due at once (``by``, ``reason``
         recorded as for :meth:`cancel`)."""
         return operator.retry(self.store, self.clock, saga_id, reason=reason, by=by)
 
