@@ -29,7 +29,7 @@ from .execution import error_name
 from .secrets import SecretError
 from .store.base import EventLog
 
-__all__ = ["FIRST_PAUSE", "LONGEST_PAUSE", "Parked", "park", "why"]
+__all__ = ["FIRST_PAUSE", "LONGEST_PAUSE", "Parked", "back_off", "park", "why"]
 
 FIRST_PAUSE = 1.0
 """Seconds before a newly parked saga is tried again (longer than the pause a worker with
@@ -74,6 +74,18 @@ def why(error: BaseException) -> tuple[str, str]:
     if len(reason) > _REASON:
         reason = f"{reason[:_REASON]}… ({len(reason):,} characters)"
     return name, reason
+
+
+def back_off(store: EventLog, clock: Clock, owner: str, saga_id: str) -> None:
+    """Let go of ``owner``'s lease on saga ``saga_id`` and make it due :data:`FIRST_PAUSE`
+    seconds from now, appending nothing: for a drive the store failed (an outage, which its
+    log need not hear of, or an event that cannot be read), which is tried again soon but
+    not at once. Raises the store's errors, as :func:`park` does."""
+    summary = store.summary(saga_id)
+    now = clock.now()
+    store.append(saga_id, summary.last_seq, [], status=summary.status,
+                 wake_at=now + timedelta(seconds=FIRST_PAUSE) if summary.status.is_active else None,
+                 now=now, owner=owner, lease_until=None)
 
 
 def park(store: EventLog, clock: Clock, owner: str, saga_id: str, error: BaseException

@@ -13,7 +13,7 @@ from queue import Empty, SimpleQueue
 
 from .clock import Clock, Wakeup
 from .errors import ConcurrencyError, LeaseHeld, SagaError, StoreError, UnknownSagaName
-from .parking import park, why
+from .parking import FIRST_PAUSE, back_off, park, why
 from .store.base import EventLog, StoredEvent
 
 __all__ = ["SOON", "WorkerLoop"]
@@ -114,17 +114,24 @@ class WorkerLoop:
     def _finished(self, saga_id: str, fut: Future[object]) -> None:
         """Log a drive that failed, and let go of its lease so that another worker (or this
         one, later) need not wait for it to expire. A saga whose version is not registered
-        here is not claimed again by this worker; one that failed for any other reason but
-        a clash or the store's failure is parked (:mod:`saga.parking`)."""
+        here is not claimed again by this worker; one the store failed on is tried again after
+        a pause; one that failed for any other reason but a clash is parked
+        (:mod:`saga.parking`)."""
         try:
             fut.result()
         except UnknownSagaName as e:  # another worker may have that version
             log.error("saga %s: %s", saga_id, e)
             self._skipped.add(saga_id)
             self._let_go(saga_id)
-        except (ConcurrencyError, StoreError) as e:  # the log moved on, or the database failed
+        except ConcurrencyError as e:  # the log moved on: it may be driven again at once
             log.warning("saga %s: %s", saga_id, e)
             self._let_go(saga_id)
+        except StoreError as e:  # the database failed, or an event cannot be read
+            log.warning("saga %s: %s (tried again in %gs)", saga_id, e, FIRST_PAUSE)
+            try:
+                back_off(self.store, self.clock, self.owner, saga_id)
+            except SagaError:
+                self._let_go(saga_id)
         except Exception as e:
             self._park(saga_id, e)
         except BaseException:

@@ -16,6 +16,7 @@ from pathlib import Path
 
 import httpx
 import pytest
+import sqlalchemy as sa
 import tenacity
 
 from saga import (
@@ -283,3 +284,24 @@ def test_until_idle_does_not_wait_for_a_parked_saga(tmp_path: Path) -> None:
         worker = saga("--db", db, "worker", SECRETS, "--until-idle", env={ENV_VAR: generate_key()})
         assert worker.returncode == 0, worker.stderr
         assert time.monotonic() - t0 < 10
+
+
+def test_a_saga_with_an_event_that_cannot_be_read_is_tried_again_later_not_at_once(
+    sqlite_url: str,
+) -> None:
+    started = saga("--db", sqlite_url, "start", WAITING, "hold", "--input", "{}", "--id", "h1")
+    assert started.returncode == 0, started.stderr
+    engine = sa.create_engine(sqlite_url)
+    with engine.begin() as conn:  # an event of a type this library does not know
+        conn.execute(sa.text(
+            "INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, "
+            "writer, hash) VALUES ('h1', 2, 'FromTheFuture', 1, '{}', 0, 'w', :h)"), {"h": "0" * 64})
+        conn.execute(sa.text("UPDATE sagas SET last_seq = 2 WHERE saga_id = 'h1'"))
+    engine.dispose()
+    worker = saga("--db", sqlite_url, "worker", WAITING, "--until-idle", timeout=30)
+    assert worker.returncode == 0, worker.stderr
+    assert _drives(worker.stderr) <= 2
+    assert "event 2 cannot be read" in worker.stderr
+    with EventStore(sqlite_url) as store:
+        summary = store.summary("h1")
+        assert summary.lease_owner is None and summary.wake_at is not None
