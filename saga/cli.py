@@ -11,6 +11,7 @@ import argparse
 import io
 import json
 import logging
+import math
 import os
 import signal
 import sys
@@ -65,7 +66,17 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         names = ", ".join(sorted({s.name for s in sagas}))
         print(f"worker {coordinator.worker_id}: driving {names}", file=sys.stderr)
         n = coordinator.work(until_idle=args.until_idle, concurrency=args.concurrency, stop=stop)
+        held = coordinator.held_elsewhere() if args.until_idle and not stop.is_set() else []
+        now = coordinator.clock.now()
     print(f"worker {coordinator.worker_id}: {n} drives", file=sys.stderr)
+    if held:  # what it left: sagas a dead (or busy) worker holds until their lease expires
+        until = held[0].lease_expires_at
+        assert until is not None
+        whose = ("1 saga held by another worker's lease" if len(held) == 1
+                 else f"{len(held)} sagas held by other workers' leases, the first")
+        print(f"worker {coordinator.worker_id}: {whose} until "
+              f"{until.isoformat(timespec='seconds')}, in {math.ceil((until - now).total_seconds())} s",
+              file=sys.stderr)
     return 0
 
 
@@ -227,7 +238,8 @@ def parser() -> argparse.ArgumentParser:
     w = sub.add_parser("worker", help="drive every due saga of the given targets")
     w.add_argument("targets", nargs="+", metavar="TARGET", help="module or module:attribute")
     w.add_argument("--concurrency", type=_positive_int, default=1)
-    w.add_argument("--until-idle", action="store_true", help="exit once no saga is due")
+    w.add_argument("--until-idle", action="store_true",
+                   help="exit once no saga is due now or within half a second")
     w.add_argument("--lease", type=_positive_float, default=30.0, help="lease in seconds")
     w.set_defaults(func=_cmd_worker)
 

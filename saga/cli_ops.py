@@ -80,7 +80,9 @@ def _request(kind: Request) -> Callable[[argparse.Namespace], int]:
                 view = operator.request(store, store.default_clock(), args.id, kind,
                                         reason=reason, by=by)[0]
             if kind == "retry":  # the single-saga forms print what they always printed
-                print(f"{escape(args.id)}: {view.status.value} (a worker resumes its compensation)")
+                print(f"{escape(args.id)}: {view.status.value} (a worker " + (
+                    "resumes its compensation)" if view.status is SagaStatus.COMPENSATING
+                    else "tries it again now)"))
             else:
                 print(f"{escape(args.id)}: cancel requested ({view.status.value}; "
                       "a worker compensates it)")
@@ -172,7 +174,8 @@ def add_commands(
     saga_id: Callable[[str], str],
 ) -> None:
     """Register ``retry``, ``cancel``, ``skip``, ``fork`` and ``check`` on ``sub``."""
-    helps = {"retry": "resume a failed saga's compensation (one, or many by filter)",
+    helps = {"retry": "resume a failed saga's compensation, or try a parked saga again now "
+                      "(one, or many by filter)",
              "cancel": "stop a running saga and compensate it (one, or many by filter)"}
     kind: Request
     for kind in ("retry", "cancel"):

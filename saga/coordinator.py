@@ -28,10 +28,11 @@ from .definition import Saga
 from .drive import Busy, Drive, DriveResult, Driving
 from .errors import DefinitionError, InvalidInput, SagaIdConflict, UnknownSagaName
 from .leases import LeaseKeeper
+from .policies import LONGEST
 from .reading import load_state, view
 from .sealing import same_input, stored_input
 from .state import SagaStatus, SagaView, fold
-from .store.base import EventLog, StoredEvent, check_saga_id
+from .store.base import EventLog, SagaSummary, StoredEvent, check_saga_id
 from .worker import WorkerLoop
 
 __all__ = ["Coordinator"]
@@ -110,12 +111,17 @@ class Coordinator:
     ) -> None:
         if not isinstance(store, EventLog):
             raise InvalidInput(f"store must be an EventStore (or another saga.EventLog), not {store!r}")
-        if isinstance(lease, bool) or not isinstance(lease, int | float) or not lease > 0:
-            raise InvalidInput(f"lease must be a positive number of seconds, got {lease!r}")
-        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or not (
-            poll_interval > 0
+        longest = LONGEST.total_seconds()  # a lease is added to the present, as a delay is
+        if isinstance(lease, bool) or not isinstance(lease, int | float) or not (
+            0 < lease <= longest
         ):
-            raise InvalidInput(f"poll_interval must be positive, got {poll_interval!r}")
+            raise InvalidInput(f"lease must be a positive number of seconds, at most {longest:g}, "
+                               f"got {lease!r}")
+        if isinstance(poll_interval, bool) or not isinstance(poll_interval, int | float) or not (
+            0 < poll_interval <= longest
+        ):
+            raise InvalidInput(f"poll_interval must be positive, at most {longest:g}, "
+                               f"got {poll_interval!r}")
         self.store = store
         self.lease = float(lease)
         self.clock = clock or store.default_clock()
@@ -300,12 +306,18 @@ class Coordinator:
         """Drive every due saga (new, retry due, lease expired) of the registered names.
 
         Runs until ``stop`` is set; with ``until_idle``, returns once no saga
-        is due now (later retries stay waiting). ``concurrency`` sagas are
-        driven at once on threads. Idles as the clock says (:meth:`Clock.idle
-        <saga.Clock.idle>`): a real-time clock wakes on the store's
-        notifications. A saga this worker cannot drive (its definition is not
-        registered, or does not fit its log) is logged, its lease released, and
-        left alone. Returns how many drives it made.
+        is due now or within half a second (a retry a moment away is waited
+        for, later ones stay waiting, and so do sagas other workers hold).
+        ``concurrency`` sagas are driven at once on threads. Idles as the clock
+        says (:meth:`Clock.idle <saga.Clock.idle>`): a real-time clock wakes on
+        the store's notifications. A saga whose version is not registered here
+        is logged, its lease released, and left to other workers. A saga whose
+        drive fails for any other reason than a clash or the store's failure
+        (its secrets cannot be opened, its definition does not fit its log, its
+        decision raised) is parked: its lease released, tried again after a
+        pause that grows each time, and the reason recorded in its log once
+        (:class:`~saga.events.SagaParked`, shown by ``saga show`` and ``saga
+        list``). Returns how many drives it made.
         """
         if isinstance(concurrency, bool) or not isinstance(concurrency, int) or concurrency < 1:
             raise InvalidInput(f"concurrency must be a whole number >= 1, got {concurrency!r}")
@@ -315,6 +327,20 @@ class Coordinator:
             drive=self._drive_claimed, busy=self._driving.busy, concurrency=concurrency,
         )
         return loop.run(until_idle=until_idle, stop=stop or threading.Event())
+
+    def held_elsewhere(self, *, limit: int = 1000) -> list[SagaSummary]:
+        """Active sagas of the registered names whose lease another worker holds now (a worker
+        that was killed holds its sagas until its lease expires), soonest free first; of the
+        ``limit`` most recently updated sagas of each name and status."""
+        now = self.clock.now()
+        held = [
+            s for name in sorted(self._latest) for status in (SagaStatus.RUNNING,
+                                                               SagaStatus.COMPENSATING)
+            for s in self.store.find(status=status, name=name, limit=limit)
+            if s.lease_owner not in (None, self.worker_id)
+            and s.lease_expires_at is not None and s.lease_expires_at > now
+        ]
+        return sorted(held, key=lambda s: (s.lease_expires_at or now, s.saga_id))
 
     # -- operator actions -------------------------------------------------------------------
 
@@ -332,7 +358,8 @@ class Coordinator:
         return operator.cancel(self.store, self.clock, saga_id, reason=reason, by=by)
 
     def retry(self, saga_id: str, *, reason: str = "", by: str | None = None) -> SagaView:
-        """Resume a failed saga's compensation, with a fresh attempt budget (``by``, ``reason``
+        """Resume a failed saga's compensation, with a fresh attempt budget, or make a parked
+        saga (:attr:`SagaView.parked <saga.SagaView.parked>`) due at once (``by``, ``reason``
         recorded as for :meth:`cancel`)."""
         return operator.retry(self.store, self.clock, saga_id, reason=reason, by=by)
 

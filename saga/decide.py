@@ -21,7 +21,7 @@ from typing import Any
 from . import events as ev
 from .calls import Call
 from .definition import Saga
-from .errors import DefinitionMismatch
+from .errors import DefinitionMismatch, PolicyError
 from .policies import Retry
 from .state import NOT_RETRIED, ErrorInfo, Phase, SagaState, SagaStatus, StepState, Track
 
@@ -186,9 +186,9 @@ def _next_step(state: SagaState, saga: Saga, now: datetime) -> Action | None:
 
 _RUNNING: tuple[_Rule, ...] = (
     _close_lost_attempt,
+    _compensate_if_cancelled,  # before a step that gave up only because of the cancel fails
     _fail_given_up_step,
     _compensate_failed_step,
-    _compensate_if_cancelled,
     _compensate_past_deadline,
     _next_step,
 )
@@ -313,15 +313,20 @@ def _failure(  # noqa: PLR0917
         gave_up = NOT_RETRIED
     elif not compensation and state.status is not SagaStatus.RUNNING:
         gave_up = "the saga is compensating"
+    elif not compensation and state.cancel_requested is not None:
+        gave_up = "the saga is cancelled"  # it compensates next: the policy is not asked
     elif not compensation and state.deadline is not None and now >= state.deadline:
         gave_up = "the saga deadline passed"
     else:
         started = track.budget_started_at or now
-        delay, gave_up = action.retry.next_delay(
-            attempt=attempt - track.budget_start,
-            elapsed=(now - started).total_seconds(),
-            seed=idempotency_key(state.saga_id, step_name, compensation=compensation),
-        )
+        try:
+            delay, gave_up = action.retry.next_delay(
+                attempt=attempt - track.budget_start,
+                elapsed=(now - started).total_seconds(),
+                seed=idempotency_key(state.saga_id, step_name, compensation=compensation),
+            )
+        except PolicyError as e:
+            raise PolicyError(f"{action.name}: {e}") from e
         if delay is not None:
             next_at = now + timedelta(seconds=delay)
             gave_up, next_at = _respect_retry_after(action.retry, error, started, next_at)

@@ -27,6 +27,7 @@ __all__ = [
     "SagaCompleted",
     "SagaFailed",
     "SagaForked",
+    "SagaParked",
     "SagaRetryRequested",
     "SagaStarted",
     "StepAttemptFailed",
@@ -220,6 +221,20 @@ class SagaForked(Event):
     reason: str = ""
 
 
+class SagaParked(Event):
+    """A worker could not drive the saga, for a reason retrying at once will not fix, and
+    backs off: ``reason`` says why (``error_type`` names the error).
+
+    Recorded when the reason first appears or changes, not on every pass; the
+    saga is parked while this is the last event of its log. A worker tries
+    again later, each time after a longer pause; an operator's ``retry`` or
+    ``cancel`` makes it due at once.
+    """
+
+    reason: str
+    error_type: str
+
+
 EVENT_TYPES: dict[str, type[Event]] = {
     cls.__name__: cls
     for cls in (
@@ -241,6 +256,7 @@ EVENT_TYPES: dict[str, type[Event]] = {
         StepSkipped,
         StepCopied,
         SagaForked,
+        SagaParked,
     )
 }
 

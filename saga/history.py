@@ -106,6 +106,8 @@ class Timeline:
     input: Any
     attempts: tuple[Attempt, ...]
     operator_actions: tuple[OperatorAction, ...]
+    parked: str | None = None
+    """Why no worker can drive the saga now, while its log ends with that reason."""
 
     def to_json(self) -> dict[str, Any]:
         """The timeline as one JSON object (the shape ``saga show --json`` prints)."""
@@ -118,7 +120,7 @@ class Timeline:
     def header(self) -> dict[str, Any]:
         """What :meth:`to_json` says of the saga besides its attempts and actions."""
         return {"id": self.id, "name": self.name, "version": self.version, "status": self.status,
-                "reason": self.reason, "input": self.input}
+                "reason": self.reason, "parked": self.parked, "input": self.input}
 
 
 _ACTIONS: dict[type[ev.Event], Literal["cancel", "retry", "skip", "fork"]] = {
@@ -227,9 +229,11 @@ class Reader:
         return self._attempts.rest()
 
     def header(self) -> dict[str, Any]:
-        """``id``, ``name``, ``version``, ``status``, ``reason`` and ``input`` as the log says so far."""
+        """``id``, ``name``, ``version``, ``status``, ``reason``, ``parked`` and ``input`` as the log
+        says so far."""
         s = self.state
-        return Timeline(s.saga_id, s.name, s.version, s.status.value, s.reason, s.input, (), ()).header()
+        return Timeline(s.saga_id, s.name, s.version, s.status.value, s.reason, s.input, (), (),
+                        s.parked).header()
 
 
 def _calls(data: dict[str, Any]) -> list[Any]:
@@ -250,7 +254,7 @@ def timeline(saga_id: str, stored: Iterable[StoredEvent]) -> Timeline:
     attempts += reader.rest()
     s = reader.state
     return Timeline(s.saga_id, s.name, s.version, s.status.value, s.reason, s.input,
-                    tuple(attempts), tuple(actions))
+                    tuple(attempts), tuple(actions), s.parked)
 
 
 _SPOOL = 1 << 20

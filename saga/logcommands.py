@@ -57,9 +57,10 @@ def _cmd_list(args: argparse.Namespace) -> int:
             print(_compact(r.to_json()))
         else:
             failed = "" if r.failed_step is None else f"  failed at {r.failed_step}"
+            parked = "" if r.parked is None else f"  parked: {shorten(r.parked, 120)}"
             print(escape(f"{r.saga_id}  {r.name} v{r.version}  {r.status}  "
                          f"started {r.started_at.isoformat(timespec='seconds')}  "
-                         f"updated {r.updated_at.isoformat(timespec='seconds')}{failed}"))
+                         f"updated {r.updated_at.isoformat(timespec='seconds')}{failed}{parked}"))
     if page.cursor is not None:
         print(f"more: saga list ... --cursor {page.cursor}", file=sys.stderr)
     return 0

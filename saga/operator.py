@@ -62,7 +62,9 @@ def cancel(
 def retry(
     store: EventLog, clock: Clock, saga_id: str, *, reason: str = "", by: str | None = None
 ) -> SagaView:
-    """Resume a failed saga's compensation, with a fresh attempt budget."""
+    """Resume a failed saga's compensation, with a fresh attempt budget; or make a parked
+    saga (one a worker could not drive: :attr:`SagaView.parked <saga.SagaView.parked>`) due
+    at once, say once its key or definition is fixed."""
     return request(store, clock, saga_id, "retry", reason=reason, by=by)[0]
 
 
@@ -88,6 +90,7 @@ def request(
             event=lambda now, _: ev.SagaRetryRequested(reason=text, by=who, at=now),
             already=lambda s: False,
             verb="retried",
+            or_parked=True,
         )
     raise InvalidInput(f"unknown request {kind!r}; choose from cancel, retry")
 
@@ -199,12 +202,15 @@ def _append(
     event: Callable[[datetime, SagaState], ev.Event],
     already: Callable[[SagaState], bool],
     verb: str,
+    or_parked: bool = False,
 ) -> tuple[SagaView, bool]:
     for _ in range(_ATTEMPTS):
         state = load_state(store, saga_id)
-        if state.status is not allowed:
+        if state.status is not allowed and not (or_parked and state.parked is not None):
+            also = " or parked" if or_parked else ""
             raise InvalidOperation(
-                f"saga {saga_id} is {state.status.value}: only a {allowed.value} saga can be {verb}"
+                f"saga {saga_id} is {state.status.value}: only a {allowed.value}{also} saga can "
+                f"be {verb}"
             )
         if already(state):
             return state.view(), False

@@ -23,21 +23,28 @@ from tenacity.wait import wait_base
 
 from .errors import PermanentError, PolicyError
 
-__all__ = ["Retry", "seconds"]
+__all__ = ["LONGEST", "Retry", "seconds"]
+
+LONGEST = timedelta(days=365_250)
+"""The longest delay, timeout, deadline or ``max_elapsed`` a saga may have: 1000 years.
+
+Every such duration is added to the present to make a time the log records;
+a longer one would pass the last date a :class:`~datetime.datetime` can hold
+(or be infinite), and fail only when the saga first needed it."""
+
+_LONGEST_S = LONGEST.total_seconds()
 
 
 def seconds(value: float | timedelta | None, *, what: str) -> float | None:
-    """Normalise a duration given as seconds or ``timedelta``; reject negatives and NaN."""
+    """Normalise a duration given as seconds or ``timedelta``; reject negatives, NaN and
+    anything longer than :data:`LONGEST` (infinity included) with a
+    :class:`~saga.PolicyError`."""
     if value is None:
         return None
-    if isinstance(value, timedelta):
-        value = value.total_seconds()
-    if isinstance(value, bool) or not isinstance(value, int | float):
-        raise PolicyError(f"{what} must be a number of seconds or a timedelta, not {value!r}")
-    value = float(value)
-    if math.isnan(value) or value <= 0:
-        raise PolicyError(f"{what} must be positive, not {value!r}")
-    return value
+    number = value.total_seconds() if isinstance(value, timedelta) else value
+    if isinstance(number, int | float) and not number > 0:
+        raise PolicyError(f"{what} must be positive, not {number!r}")
+    return _non_negative(number, what=what)
 
 
 class _SeededFullJitter(wait_base):
@@ -78,6 +85,11 @@ class Retry:
     retry_on: tuple[type[BaseException], ...] | None = None
     give_up_on: tuple[type[BaseException], ...] = ()
     description: str = ""
+
+    def __post_init__(self) -> None:
+        # Built directly rather than by a constructor: the limits are checked all the same.
+        _check_attempts(self.attempts)
+        seconds(self.max_elapsed, what="max_elapsed")
 
     # -- constructors -------------------------------------------------------------------
 
@@ -128,6 +140,8 @@ class Retry:
             raise PolicyError(f"multiplier must be a number, not {multiplier!r}")
         if not multiplier >= 1:
             raise PolicyError(f"multiplier cannot be less than 1, got {multiplier!r}")
+        if not math.isfinite(multiplier):
+            raise PolicyError(f"multiplier must be a finite number, got {multiplier!r}")
         if cap < first:
             raise PolicyError(f"maximum ({cap:g}s) cannot be less than initial ({first:g}s)")
         wait: wait_base = tenacity.wait_exponential(
@@ -170,10 +184,6 @@ class Retry:
         give_up_on: Iterable[type[BaseException]],
         description: str,
     ) -> Retry:
-        if attempts is not None and (
-            isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
-        ):
-            raise PolicyError(f"attempts must be a whole number of at least 1 or None, got {attempts!r}")
         return cls(
             wait=wait,
             attempts=attempts,
@@ -224,6 +234,8 @@ class Retry:
         ``attempt`` counts the attempts charged to the current budget (an
         operator's retry opens a fresh one); ``elapsed`` is the time from
         the budget's first attempt to now; ``seed`` makes jitter repeatable.
+        Raises :class:`~saga.PolicyError` if the wait strategy gives a delay
+        that is negative, not a number or longer than :data:`LONGEST`.
         """
         state = RetryCallState(None, None, (), {"seed": seed})  # type: ignore[arg-type]
         state.attempt_number = attempt
@@ -232,6 +244,9 @@ class Retry:
         if self.attempts is not None and tenacity.stop_after_attempt(self.attempts)(state):
             return None, f"all {self.attempts} attempts used"
         delay = float(self.wait(state))
+        if not 0 <= delay <= _LONGEST_S:  # a wait built past the constructors' checks
+            raise PolicyError(f"the retry policy's wait gave a delay of {delay:g}s; a delay must "
+                              f"be from 0 to 1000 years ({_LONGEST_S:g}s)")
         state.upcoming_sleep = delay
         if self.max_elapsed is not None and tenacity.stop_before_delay(self.max_elapsed)(state):
             return None, f"the next attempt would start after max_elapsed ({self.max_elapsed:g}s)"
@@ -243,13 +258,23 @@ class Retry:
         return f"{self.description}, {limit}{extra}"
 
 
+def _check_attempts(attempts: object) -> None:
+    if attempts is not None and (
+        isinstance(attempts, bool) or not isinstance(attempts, int) or attempts < 1
+    ):
+        raise PolicyError(f"attempts must be a whole number of at least 1 or None, got {attempts!r}")
+
+
 def _non_negative(value: float | timedelta, *, what: str) -> float:
+    """``value`` in seconds, from 0 to :data:`LONGEST`; else a :class:`~saga.PolicyError`."""
     if isinstance(value, timedelta):
         value = value.total_seconds()
     if isinstance(value, bool) or not isinstance(value, int | float):
         raise PolicyError(f"{what} must be a number of seconds or a timedelta, not {value!r}")
     if math.isnan(value) or value < 0:
         raise PolicyError(f"{what} cannot be negative, got {value!r}")
+    if not value <= _LONGEST_S:  # also catches an int too large for a float
+        raise PolicyError(f"{what} must be at most 1000 years ({_LONGEST_S:g}s), got {value!r}")
     return float(value)
 
 

@@ -148,6 +148,8 @@ class SagaState:
     compensation_reason: str | None = None  # why compensation began; a retry makes it the reason again
     cancel_requested: str | None = None
     trace: dict[str, str] | None = None
+    parked: str | None = None
+    """Why a worker cannot drive the saga, while the last event of its log says so."""
 
     def step(self, name: str) -> StepState:
         """The folded state of step ``name`` (created pending when the log has not named it)."""
@@ -164,6 +166,7 @@ class SagaState:
     def apply(self, e: ev.Event) -> None:
         """Fold one more event into this state (the next ``seq``)."""
         self.seq += 1
+        self.parked = None  # whatever follows a SagaParked ends it
         match e:
             case ev.SagaStarted():
                 self.name, self.version, self.input = e.name, e.version, e.input
@@ -207,6 +210,8 @@ class SagaState:
                 self.status, self.ended_at = SagaStatus.FAILED, e.at
                 self.reason = f"compensation of {e.step} gave up: {e.reason}"
             case ev.SagaRetryRequested():
+                if self.status is not SagaStatus.FAILED:
+                    return  # a parked saga retried: it is due again, nothing else changes
                 self.status, self.ended_at = SagaStatus.COMPENSATING, None
                 self.reason = self.compensation_reason  # the compensation that gave up is reopened
                 for s in self.steps.values():
@@ -218,6 +223,8 @@ class SagaState:
                 self.cancel_requested = e.reason or "cancelled"
             case ev.SagaForked():
                 pass  # names the fork; changes nothing here
+            case ev.SagaParked():
+                self.parked = e.reason
             case _:
                 raise TypeError(f"cannot fold {type(e).__name__}")
 
@@ -253,6 +260,7 @@ class SagaState:
             deadline=self.deadline,
             ended_at=self.ended_at,
             seq=self.seq,
+            parked=self.parked,
         )
 
 
@@ -288,6 +296,8 @@ class SagaView:
     deadline: datetime | None
     ended_at: datetime | None
     seq: int
+    parked: str | None = None
+    """Why no worker can drive the saga now (see :class:`~saga.events.SagaParked`), else ``None``."""
 
 
 def fold(saga_id: str, events: Iterable[ev.Event]) -> SagaState:

@@ -123,6 +123,8 @@ def _describe(e: ev.Event) -> str:
             return f"copied from saga {e.copied_from}, not run: {json.dumps(e.result)}"
         case ev.SagaForked():
             return f"forked as saga {e.fork} from step {e.step}" + _who(e.by, e.reason)
+        case ev.SagaParked():
+            return f"parked: {e.reason}"
     return type(e).__name__  # pragma: no cover - every event type is matched above
 
 
@@ -247,6 +249,8 @@ def timeline(saga_id: str, events: Iterable[ev.Event]) -> Iterator[str]:
         yield escape(f"saga {view.saga_id}  ({view.name} v{view.version})  {view.status.value}")
         if view.reason:
             yield escape(f"  reason: {view.reason}")
+        if view.parked:
+            yield escape(f"  parked: {view.parked}")
         if printer.origin is not None:
             yield f"  started {printer.origin.isoformat(timespec='milliseconds')}"
         body.seek(0)

@@ -8,16 +8,22 @@ import threading
 from collections.abc import Callable
 from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
-from datetime import timedelta
+from datetime import datetime, timedelta
 from queue import Empty, SimpleQueue
 
 from .clock import Clock, Wakeup
-from .errors import DefinitionMismatch, SagaError, StoreError, UnknownSagaName
+from .errors import ConcurrencyError, LeaseHeld, SagaError, StoreError, UnknownSagaName
+from .parking import FIRST_PAUSE, back_off, park, why
 from .store.base import EventLog, StoredEvent
 
-__all__ = ["WorkerLoop"]
+__all__ = ["SOON", "WorkerLoop"]
 
 log = logging.getLogger("saga")
+
+SOON = 0.5
+"""Seconds ahead a worker with ``until_idle`` waits for a saga to become due (a retry a moment
+away) rather than return; shorter than :data:`~saga.parking.FIRST_PAUSE`, so that it never
+waits for a saga it parked."""
 
 DriveClaimed = Callable[[str, "list[StoredEvent] | None"], object]
 """Drives one claimed saga (its events, if the claim read them); raises if it cannot."""
@@ -41,13 +47,16 @@ class WorkerLoop:
     busy: Callable[[], set[str]]
     concurrency: int = 1
     _skipped: set[str] = field(default_factory=set)
+    _past_wake: datetime | None = None
+    """The last wake-up time found already past when there was nothing to claim."""
     _in_flight: dict[str, Future[object]] = field(default_factory=dict)
     _ended: SimpleQueue[str] = field(default_factory=SimpleQueue)
     """Ids of drives that ended, put there as each ends: waiting for one, and collecting
     them, costs the same however many drives are in flight."""
 
     def run(self, *, until_idle: bool, stop: threading.Event) -> int:
-        """Drive due sagas until ``stop`` is set (or, with ``until_idle``, none is due now).
+        """Drive due sagas until ``stop`` is set (or, with ``until_idle``, until none is due
+        now or within :data:`SOON`).
 
         Returns how many drives it made.
         """
@@ -72,9 +81,8 @@ class WorkerLoop:
                 if self._in_flight:
                     driven += self._collect(wait=self.poll_interval)
                     continue
-                if until_idle:
+                if not self._idle(stop, wakeup, until_idle=until_idle):
                     break
-                self._idle(stop, wakeup)
         return driven + self._collect()
 
     def _claim(self) -> list[tuple[str, list[StoredEvent] | None]]:
@@ -105,24 +113,52 @@ class WorkerLoop:
 
     def _finished(self, saga_id: str, fut: Future[object]) -> None:
         """Log a drive that failed, and let go of its lease so that another worker (or this
-        one, later) need not wait for it to expire. A saga this worker can never drive (its
-        definition is not registered here, or does not fit its log) is not claimed again."""
+        one, later) need not wait for it to expire. A saga whose version is not registered
+        here is not claimed again by this worker; one the store failed on is tried again after
+        a pause; one that failed for any other reason but a clash is parked
+        (:mod:`saga.parking`)."""
         try:
             fut.result()
-        except (UnknownSagaName, DefinitionMismatch) as e:
+        except UnknownSagaName as e:  # another worker may have that version
             log.error("saga %s: %s", saga_id, e)
             self._skipped.add(saga_id)
             self._let_go(saga_id)
-        except SagaError as e:
+        except ConcurrencyError as e:  # the log moved on: it may be driven again at once
             log.warning("saga %s: %s", saga_id, e)
             self._let_go(saga_id)
-        except Exception:
-            log.exception("saga %s: the drive failed; not claiming it again here", saga_id)
-            self._skipped.add(saga_id)
-            self._let_go(saga_id)
+        except StoreError as e:  # the database failed, or an event cannot be read
+            log.warning("saga %s: %s (tried again in %gs)", saga_id, e, FIRST_PAUSE)
+            try:
+                back_off(self.store, self.clock, self.owner, saga_id)
+            except SagaError:
+                self._let_go(saga_id)
+        except Exception as e:
+            self._park(saga_id, e)
         except BaseException:
             self._let_go(saga_id)
             raise
+
+    def _park(self, saga_id: str, error: Exception) -> None:
+        """Back off from a saga the drive failed on, saying why (once in its log, and here)."""
+        try:
+            parked = park(self.store, self.clock, self.owner, saga_id, error)
+        except LeaseHeld as e:
+            log.info("saga %s: %s", saga_id, e)
+            return
+        except SagaError as e:
+            log.warning("saga %s: cannot park it after its drive failed (%s): %s", saga_id,
+                        why(error)[1], e)
+            self._let_go(saga_id)
+            return
+        if parked is None:
+            return
+        pause = (parked.until - self.clock.now()).total_seconds()
+        if parked.new:
+            log.error("saga %s: parked: %s (tried again in %.0fs)", saga_id, parked.reason, pause,
+                      exc_info=None if isinstance(error, SagaError) else error)
+        else:
+            log.warning("saga %s: still parked: %s (tried again in %.0fs)", saga_id,
+                        parked.reason, pause)
 
     def _let_go(self, saga_id: str) -> None:
         try:
@@ -130,15 +166,32 @@ class WorkerLoop:
         except StoreError as e:
             log.warning("saga %s: cannot release the lease (it will expire): %s", saga_id, e)
 
-    def _idle(self, stop: threading.Event, wakeup: Wakeup) -> None:
-        """Wait, as the clock says, until the next saga is due, a notification, or one poll."""
+    def _idle(self, stop: threading.Event, wakeup: Wakeup, *, until_idle: bool) -> bool:
+        """Wait, as the clock says, until the next saga is due, a notification, or one poll.
+
+        With ``until_idle``, wait only for a saga due within :data:`SOON` (a retry
+        a moment away), and return ``False`` instead: nothing more to do now.
+        """
         now = self.clock.now()
         try:
             wake = self.store.next_wake(names=self.names)
         except StoreError as e:
+            if until_idle:
+                raise
             log.warning("cannot read the next wake-up time: %s", e)
             wake = None
+        if wake is not None and wake <= now:
+            # Due already, yet not claimed: it became due since the claim (claim again now),
+            # or this worker cannot claim it (another of its threads drives it, its version is
+            # not registered here) if it was the same one last time: not one to wait for.
+            unclaimable, self._past_wake = wake == self._past_wake, wake
+            if not unclaimable:
+                return True
+            wake = None
+        if until_idle and (wake is None or (wake - now).total_seconds() > SOON):
+            return False
         pause = self.poll_interval
         if wake is not None:
-            pause = min(pause, max((wake - now).total_seconds(), 0.0) + 0.001)
+            pause = min(pause, (wake - now).total_seconds() + 0.001)
         self.clock.idle(pause, wakeup, stop)
+        return True

@@ -8,6 +8,7 @@ from datetime import timedelta
 from pathlib import Path
 
 import pytest
+import tenacity
 
 from saga import (
     Coordinator,
@@ -540,10 +541,17 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
             raise ConnectionError("wait for me")
         return "two"
 
+    stuck = Saga("stuck")  # its policy's wait (built past the constructors' checks) overflows
+
+    @stuck.step(name="one", retry=Retry(wait=tenacity.wait_fixed(1e12), attempts=2))
+    def stuck_one(ctx: StepContext) -> str:
+        raise ConnectionError("down")
+
     with open_store(f"sqlite:///{tmp_path / 'all.db'}") as store:
-        coordinator = Coordinator(store, [saga], clock=clock, poll_interval=60.0)
+        coordinator = Coordinator(store, [saga, stuck], clock=clock, poll_interval=60.0)
         ids = {i: coordinator.start("everything", i, saga_id=i)
                for i in ("flaky", "fails", "comp-fails", "cancel")}
+        ids["parked"] = coordinator.start("stuck", None, saga_id="parked")
         ids["skipped"] = coordinator.start("everything", "cancel", saga_id="skipped")
         seen_status.add(coordinator.get("cancel").status)
         coordinator.work(until_idle=True)
@@ -552,6 +560,8 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
         assert coordinator.get("comp-fails").status is SagaStatus.COMPENSATING
         seen_status.update(coordinator.get(i).status for i in ids)
         coordinator.cancel("cancel", reason="customer asked")
+        assert coordinator.get("parked").parked is not None
+        coordinator.cancel("parked", reason="cannot be driven")
         clock.advance(1)
         coordinator.work(until_idle=True)
         assert coordinator.get("comp-fails").status is SagaStatus.FAILED
@@ -570,6 +580,7 @@ def test_every_status_and_every_event_type_appears(tmp_path: Path) -> None:
         assert coordinator.get("fails").status is SagaStatus.COMPENSATED
         assert coordinator.get("comp-fails").status is SagaStatus.COMPENSATED
         assert coordinator.get("cancel").status is SagaStatus.COMPENSATED
+        assert coordinator.get("parked").status is SagaStatus.COMPENSATED
     assert seen_status == set(SagaStatus)
     assert seen_types == set(ev.EVENT_TYPES)
-    assert len(seen_types) == 18
+    assert len(seen_types) == 19

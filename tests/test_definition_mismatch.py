@@ -68,7 +68,7 @@ def test_run_refuses_a_saga_whose_log_names_a_step_the_definition_lacks(store_ur
         assert new.get(saga_id).status is SagaStatus.RUNNING
 
 
-def test_a_worker_logs_the_mismatch_releases_the_lease_and_leaves_the_saga_alone(
+def test_a_worker_logs_the_mismatch_releases_the_lease_and_parks_the_saga(
     store_url: str, caplog: pytest.LogCaptureFixture
 ) -> None:
     clock = VirtualClock()
@@ -80,7 +80,9 @@ def test_a_worker_logs_the_mismatch_releases_the_lease_and_leaves_the_saga_alone
         other = new.start("booking", {}, saga_id="b-2")
         with caplog.at_level(logging.ERROR, logger="saga"):
             new.work(until_idle=True)
-        assert [(e.seq, e.type, e.data) for e in store.load(saga_id)] == before
+        *kept, parked = [(e.seq, e.type, e.data) for e in store.load(saga_id)]
+        assert kept == before  # nothing but why it is parked
+        assert parked[1] == "SagaParked" and "'reserve'" in parked[2]["reason"]
         assert undone == ["reserve_v2"]  # b-2's own compensation, nothing of b-1
         assert new.get(other).status is SagaStatus.COMPENSATED
         summary = store.summary(saga_id)
@@ -145,6 +147,8 @@ def test_a_drive_that_fails_unexpectedly_is_logged_and_the_worker_lives_on(
     with caplog.at_level(logging.ERROR, logger="saga"):
         worker.work(until_idle=True)
     assert worker.get("s-new").status is SagaStatus.COMPLETED
-    assert [e.type for e in sqlite_store.load("s-old")] == ["SagaStarted"]  # nothing started
+    started, parked = sqlite_store.load("s-old")  # nothing started, and it says why
+    assert (started.type, parked.type) == ("SagaStarted", "SagaParked")
+    assert parked.data["reason"] == "the drive failed: ValidationError: nights: Field required"
     assert sqlite_store.summary("s-old").lease_owner is None
     assert any("s-old" in r.getMessage() for r in caplog.records if r.levelno >= logging.ERROR)

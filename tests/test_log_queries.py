@@ -228,6 +228,7 @@ def test_list_filters_newest_first_and_pages_with_a_cursor(
         "id": rows[0].saga_id, "name": "order", "status": store.summary(rows[0].saga_id).status.value,
         "started_at": store.summary(rows[0].saga_id).created_at.isoformat(),
         "updated_at": store.summary(rows[0].saga_id).updated_at.isoformat(), "failed_step": None,
+        "parked": None,
     }
 
 
@@ -243,7 +244,7 @@ def test_list_on_the_command_line(
     assert len(want) >= 2
     assert [json.loads(line)["id"] for line in out.splitlines()] == want[:1]
     assert set(json.loads(out.splitlines()[0])) == {"id", "name", "status", "started_at",
-                                                    "updated_at", "failed_step"}
+                                                    "updated_at", "failed_step", "parked"}
     cursor = err.split("--cursor ")[1].strip()
     code, out, _ = _cli(capsys, store.url, "list", "--json", "--status", "compensated",
                         "--since", middle.isoformat(), "--limit", "50", "--cursor", cursor)

@@ -263,7 +263,7 @@ def test_bulk_retry_dry_run_then_real_acts_on_the_same_sagas_once(
     again = act(sql_store, clock, sorted(would), "retry", by="erin")
     assert again.acted == []
     assert [why for _, why in again.skipped] == [
-        f"saga {i} is compensating: only a failed saga can be retried" for i in sorted(would)]
+        f"saga {i} is compensating: only a failed or parked saga can be retried" for i in sorted(would)]
     for saga_id in would:
         retries = [e for e in sql_store.load(saga_id) if e.type == "SagaRetryRequested"]
         assert [(e.data["by"], e.data["reason"]) for e in retries] == [("dana", "API back")]

@@ -163,7 +163,7 @@ def test_operator_actions_on_the_wrong_status_raise_and_write_nothing(
         with pytest.raises(InvalidOperation, match=f"saga {saga_id} is {statuses[saga_id].value}"):
             coordinator.cancel(saga_id)
     for saga_id in (completed, compensating, compensated, running):
-        with pytest.raises(InvalidOperation, match="only a failed saga can be retried"):
+        with pytest.raises(InvalidOperation, match="only a failed or parked saga can be retried"):
             coordinator.retry(saga_id)
     for action in (coordinator.cancel, coordinator.retry, coordinator.get, sqlite_store.load):
         with pytest.raises(SagaNotFound):

@@ -53,12 +53,15 @@ class SagaRow:
     started_at: datetime
     updated_at: datetime
     failed_step: str | None
+    parked: str | None = None
+    """Why no worker can drive the saga now: its log ends with a ``SagaParked``."""
 
     def to_json(self) -> dict[str, Any]:
-        """``{"id", "name", "status", "started_at", "updated_at", "failed_step"}`` (times ISO 8601)."""
+        """``{"id", "name", "status", "started_at", "updated_at", "failed_step", "parked"}``
+        (times ISO 8601)."""
         return {"id": self.saga_id, "name": self.name, "status": self.status,
                 "started_at": self.started_at.isoformat(), "updated_at": self.updated_at.isoformat(),
-                "failed_step": self.failed_step}
+                "failed_step": self.failed_step, "parked": self.parked}
 
 
 @dataclass(frozen=True, slots=True)
@@ -121,9 +124,13 @@ def list_sagas(
     if not isinstance(store, SqlEventStore):
         return _list_loaded(store, status, name, failed_step, error_type, since, until, limit,
                             after)
+    parked = events.alias("parked")  # the saga's last event, when it says the saga is parked
     stmt = sa.select(sagas.c.saga_id, sagas.c.name, sagas.c.version, sagas.c.status,
                      sagas.c.created_at,
-                     sagas.c.updated_at, sagas.c.failed_step)
+                     sagas.c.updated_at, sagas.c.failed_step, parked.c.data.label("parked"),
+                     ).outerjoin(parked, sa.and_(parked.c.saga_id == sagas.c.saga_id,
+                                                 parked.c.seq == sagas.c.last_seq,
+                                                 parked.c.type == "SagaParked"))
     if status is not None:
         stmt = stmt.where(sagas.c.status == status)
     if name is not None:
@@ -143,10 +150,16 @@ def list_sagas(
     with store.engine.connect() as conn:
         found = conn.execute(stmt).all()
     rows = [SagaRow(r.saga_id, r.name, r.version, r.status, from_ts(r.created_at), from_ts(r.updated_at),
-                    r.failed_step) for r in found[:limit]]
+                    r.failed_step, _parked(r.parked)) for r in found[:limit]]
     more = len(found) > limit
     return SagaPage(rows, _encode_cursor(found[limit - 1].created_at, rows[-1].saga_id)
                     if more else None)
+
+
+def _parked(data: Any) -> str | None:
+    """The reason in a ``SagaParked`` event's data (``None``: not parked)."""
+    reason = data.get("reason") if isinstance(data, dict) else None
+    return reason if isinstance(reason, str) else None
 
 
 def _all_summaries(store: EventLog) -> list[SagaSummary]:
@@ -175,8 +188,10 @@ def _list_loaded(  # noqa: PLR0917 - the filters of list_sagas
             and e.data.get("error_type") == error_type for e in loaded
         ):
             continue
+        last = loaded[-1] if loaded else None
         found.append((key, SagaRow(s.saga_id, s.name, s.version, s.status.value, s.created_at, s.updated_at,
-                                   failed[-1] if failed else None)))
+                                   failed[-1] if failed else None,
+                                   _parked(last.data if last and last.type == "SagaParked" else None))))
     found.sort(key=lambda kr: kr[0], reverse=True)
     page = found[:limit]
     more = len(found) > limit
