@@ -15,6 +15,7 @@ from typing import Any
 
 from . import bulk, operator
 from .check import check
+from .codec import InvalidValue, from_json_text
 from .errors import InvalidInput
 from .fork import SAME_INPUT, fork
 from .operator import Request
@@ -34,18 +35,25 @@ def _open(args: argparse.Namespace) -> EventStore:
 
 
 def json_argument(text: str, option: str) -> Any:
-    """The JSON value a command-line ``option`` gives, inline or as ``@file``."""
+    """The JSON value a command-line ``option`` gives, inline or as ``@file`` (UTF-8), if the
+    log can store it (:func:`saga.codec.from_json_text`); else :class:`~saga.InvalidInput`
+    naming the option, in one line."""
     if text.startswith("@"):
         path = Path(text[1:])
         try:
-            text = path.read_text()
+            data = path.read_bytes()
         except OSError as e:
             raise InvalidInput(
                 f"cannot read {option} file {shorten(str(path))!r}: {e.strerror}") from None
+        try:
+            text = data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not data
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"{option} file {shorten(str(path))!r} is not UTF-8: byte "
+                               f"0x{data[e.start]:02x} at offset {e.start}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidInput(f"{option} is not valid JSON: {e}") from None
+        return from_json_text(text)
+    except InvalidValue as e:
+        raise InvalidInput(f"{option}: {e}") from None
 
 
 def _filters(args: argparse.Namespace, now: Any) -> bulk.Filters:

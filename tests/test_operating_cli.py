@@ -115,7 +115,7 @@ def test_skip_a_stuck_step_then_the_saga_completes_with_the_given_result(sql_url
     _work(sql_url)
     assert "the step to skip is 'charge'" in _error(
         sql_url, "skip", "s-1", "ship", "--result", "{}")
-    assert "--result is not valid JSON" in _error(sql_url, "skip", "s-1", "charge", "--result", "{")
+    assert "--result: not valid JSON" in _error(sql_url, "skip", "s-1", "charge", "--result", "{")
     out = _ok(sql_url, "skip", "s-1", "charge", "--result", '{"payment": "by-phone"}',
               "--by", "dana", "--reason", "paid by phone")
     assert out == "s-1: step charge skipped (running; a worker continues with the next step)\n"
