@@ -21,14 +21,18 @@ from .errors import ConcurrencyError, InvalidInput, InvalidOperation
 from .reading import load_state
 from .state import Phase, SagaState, SagaStatus, SagaView
 from .store.base import EventLog
+from .text import article
 
 __all__ = [
-    "Request", "cancel", "check_by", "check_reason", "current_step", "default_by", "request",
-    "retry", "skip",
+    "APPLIES_TO", "Request", "cancel", "changes", "check_by", "check_reason", "current_step",
+    "default_by", "request", "retry", "skip",
 ]
 
 Request = Literal["cancel", "retry"]
 """An operator's request that a bulk command can make of many sagas."""
+
+APPLIES_TO: dict[Request, SagaStatus] = {"cancel": SagaStatus.RUNNING, "retry": SagaStatus.FAILED}
+"""The status of the sagas each request acts on."""
 
 _ATTEMPTS = 8
 _MAX_BY = 200
@@ -71,20 +75,30 @@ def request(
     if kind == "cancel":
         return _append(
             store, clock, saga_id,
-            allowed=SagaStatus.RUNNING,
+            allowed=APPLIES_TO[kind],
             event=lambda now, _: ev.SagaCancelRequested(reason=text, by=who, at=now),
-            already=lambda s: s.cancel_requested is not None,
+            already=_cancelled,
             verb="cancelled",
         )
     if kind == "retry":
         return _append(
             store, clock, saga_id,
-            allowed=SagaStatus.FAILED,
+            allowed=APPLIES_TO[kind],
             event=lambda now, _: ev.SagaRetryRequested(reason=text, by=who, at=now),
             already=lambda s: False,
             verb="retried",
         )
     raise InvalidInput(f"unknown request {kind!r}; choose from cancel, retry")
+
+
+def changes(state: SagaState, kind: Request) -> bool:
+    """Whether :func:`request` ``kind`` of a saga in ``state`` appends an event: the saga is in
+    the status the request acts on, and (cancel) was not cancelled already."""
+    return state.status is APPLIES_TO[kind] and not (kind == "cancel" and _cancelled(state))
+
+
+def _cancelled(state: SagaState) -> bool:
+    return state.cancel_requested is not None
 
 
 def current_step(state: SagaState) -> str | None:
@@ -166,7 +180,8 @@ def _append(
         state = load_state(store, saga_id)
         if state.status is not allowed:
             raise InvalidOperation(
-                f"saga {saga_id} is {state.status.value}: only a {allowed.value} saga can be {verb}"
+                f"saga {saga_id} is {state.status.value}: only {article(allowed.value)} saga can be "
+                f"{verb}"
             )
         if already(state):
             return state.view(), False
