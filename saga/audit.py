@@ -27,6 +27,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any, Literal, Protocol
 
+from .text import count
+
 __all__ = [
     "AuditProblem",
     "AuditReport",
@@ -192,7 +194,7 @@ class AuditReport:
     def summary(self) -> str:
         """One line for people: what was checked, or where the log was tampered with."""
         if self.problem is None:
-            return f"ok: {self.sagas} sagas, {self.events} events verified"
+            return f"ok: {count(self.sagas, 'saga')}, {count(self.events, 'event')} verified"
         return f"tampered: {self.problem.message}"
 
 

@@ -31,7 +31,7 @@ from .secrets import generate_key, resolve_key_ring
 from .simulate import add_parser as add_simulate_parser
 from .store import EventStore, default_url, redact
 from .targets import load_targets
-from .text import escape, shorten
+from .text import count, escape, shorten
 from .timeline import show, stream
 
 __all__ = ["load_targets", "main"]
@@ -65,7 +65,7 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         names = ", ".join(sorted({s.name for s in sagas}))
         print(f"worker {coordinator.worker_id}: driving {names}", file=sys.stderr)
         n = coordinator.work(until_idle=args.until_idle, concurrency=args.concurrency, stop=stop)
-    print(f"worker {coordinator.worker_id}: {n} drives", file=sys.stderr)
+    print(f"worker {coordinator.worker_id}: {count(n, 'drive')}", file=sys.stderr)
     return 0
 
 

@@ -22,7 +22,7 @@ from .operator import Request
 from .state import SagaStatus
 from .store import EventStore
 from .targets import load_targets
-from .text import escape, shorten
+from .text import count, escape, shorten
 from .timespec import parse_window
 
 __all__ = ["add_commands"]
@@ -93,11 +93,11 @@ def _request(kind: Request) -> Callable[[argparse.Namespace], int]:
                                "--name, --failed-step, --error-type, --since, --until)")
         with _open(args) as store:
             clock = store.default_clock()
-            ids = list(bulk.select(store, _filters(args, clock.now())))
+            ids = list(bulk.select(store, _filters(args, clock.now()), kind))
             if args.dry_run:
                 for saga_id in ids:
                     print(escape(saga_id))
-                print(f"dry run: {len(ids)} sagas would be {_DONE[kind]}; "
+                print(f"dry run: {count(len(ids), 'saga')} would be {_DONE[kind]}; "
                       "nothing was written")
                 return 0
             result = bulk.act(store, clock, ids, kind, reason=reason, by=by)
@@ -140,7 +140,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for p in problems:
             print(escape(f"{p.saga_id}  {p.name} v{p.version}  {p.status.value}  {p.kind}: "
                          f"{p.reason}"))
-        print(f"{len(problems)} sagas in flight cannot continue" if problems
+        print(f"{count(len(problems), 'saga')} in flight cannot continue" if problems
               else "every saga in flight can continue")
     return 1 if problems else 0
 

@@ -22,6 +22,7 @@ from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
 from .errors import PermanentError, PolicyError
+from .text import count
 
 __all__ = ["Retry", "seconds"]
 
@@ -230,7 +231,7 @@ class Retry:
         state.start_time = 0.0
         state.outcome_timestamp = max(elapsed, 0.0)
         if self.attempts is not None and tenacity.stop_after_attempt(self.attempts)(state):
-            return None, f"all {self.attempts} attempts used"
+            return None, f"all {count(self.attempts, 'attempt')} used"
         delay = float(self.wait(state))
         state.upcoming_sleep = delay
         if self.max_elapsed is not None and tenacity.stop_before_delay(self.max_elapsed)(state):
@@ -238,7 +239,7 @@ class Retry:
         return delay, None
 
     def __str__(self) -> str:
-        limit = "unlimited attempts" if self.attempts is None else f"{self.attempts} attempts"
+        limit = "unlimited attempts" if self.attempts is None else count(self.attempts, "attempt")
         extra = f", within {self.max_elapsed:g}s" if self.max_elapsed else ""
         return f"{self.description}, {limit}{extra}"
 

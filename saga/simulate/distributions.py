@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from math import fsum
 from statistics import NormalDist
 
+from ..text import count
+
 __all__ = ["LONGEST", "Distribution", "Empirical", "Exponential", "Fixed", "LogNormal", "Uniform"]
 
 _Z95 = NormalDist().inv_cdf(0.95)
@@ -249,7 +251,7 @@ class Empirical(Distribution):
         return 1.0 - bisect_left(self.values, limit) / len(self.values)
 
     def spec(self) -> str:
-        return f"empirical ({len(self.values)} values)"
+        return f"empirical ({count(len(self.values), 'value')})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Empirical) and other.values == self.values
@@ -258,4 +260,4 @@ class Empirical(Distribution):
         return hash(tuple(self.values))
 
     def __repr__(self) -> str:
-        return f"Empirical({len(self.values)} values, mean {self.mean:.4g}s)"
+        return f"Empirical({count(len(self.values), 'value')}, mean {self.mean:.4g}s)"

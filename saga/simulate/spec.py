@@ -14,6 +14,7 @@ from typing import Any, TypeVar
 from ..definition import Saga
 from ..errors import InvalidInput, PolicyError
 from ..policies import Retry
+from ..text import count
 from .distributions import LONGEST, Distribution, Exponential, Fixed, LogNormal, Uniform
 from .model import CallModel
 
@@ -46,7 +47,7 @@ def _number(text: str, what: str) -> float:
 def _args(text: str, names: tuple[str, ...]) -> list[float]:
     parts = text.split(",")
     if len(parts) != len(names):
-        raise _Bad(f"expected {len(names)} number{'s' if len(names) > 1 else ''} "
+        raise _Bad(f"expected {count(len(names), 'number')} "
                    f"({','.join(names)}), got {len(parts)}")
     return [_number(p, n) for p, n in zip(parts, names, strict=True)]
 
