@@ -231,7 +231,8 @@ class Retry:
         state.start_time = 0.0
         state.outcome_timestamp = max(elapsed, 0.0)
         if self.attempts is not None and tenacity.stop_after_attempt(self.attempts)(state):
-            return None, f"all {count(self.attempts, 'attempt')} used"
+            return None, ("its one attempt used" if self.attempts == 1
+                         else f"all {self.attempts} attempts used")
         delay = float(self.wait(state))
         state.upcoming_sleep = delay
         if self.max_elapsed is not None and tenacity.stop_before_delay(self.max_elapsed)(state):

@@ -430,7 +430,7 @@ def test_verify_names_the_saga_and_seq_that_was_tampered_with(
         assert code == 1, (args, out)
         assert out.count("\n") == 1 and named.format(last=last) in out, out
     code, out, _ = _cli(capsys, store.url, "audit", "verify", "t-6")
-    assert code == 0 and out == f"ok: 1 sagas, {store.summary('t-6').last_seq} events verified\n"
+    assert code == 0 and out == f"ok: 1 saga, {store.summary('t-6').last_seq} events verified\n"
 
 
 def test_a_saga_cut_short_with_its_index_row_or_deleted_whole_is_caught_by_the_head(
