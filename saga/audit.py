@@ -34,6 +34,8 @@ from dataclasses import dataclass
 from json.encoder import encode_basestring, encode_basestring_ascii
 from typing import Any, Literal, Protocol
 
+from .text import count
+
 __all__ = [
     "HASH_VERSION",
     "AuditProblem",
@@ -288,7 +290,7 @@ class AuditReport:
     def lines(self) -> list[str]:
         """For people: one line of what was checked, or one line for each problem."""
         if not self.problems:
-            return [f"ok: {self.sagas} sagas, {self.events} events verified"]
+            return [f"ok: {count(self.sagas, 'saga')}, {count(self.events, 'event')} verified"]
         return [f"tampered: {p.message}" for p in self.problems]
 
     def summary(self) -> str:

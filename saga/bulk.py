@@ -4,7 +4,8 @@ cancel or retry each one in its own transaction.
 :func:`select` turns filters into saga ids with the query of ``saga list``
 (:func:`saga.store.queries.list_sagas`): on a SQL store the database answers
 every filter from its indexes, page by page; on the memory store it reads
-each saga's events.
+each saga's events. Selecting for a request keeps only the sagas it would
+change: those in the status it acts on, each read to be sure.
 """
 
 from __future__ import annotations
@@ -15,7 +16,8 @@ from datetime import datetime
 
 from .clock import Clock
 from .errors import InvalidInput, InvalidOperation, SagaNotFound
-from .operator import Request, check_by, check_reason, request
+from .operator import APPLIES_TO, Request, changes, check_by, check_reason, request
+from .reading import load_state
 from .state import SagaStatus
 from .store import queries
 from .store.base import EventLog
@@ -49,26 +51,42 @@ class Filters:
                                        self.error_type, self.since, self.until))
 
 
-def select(store: EventLog, filters: Filters) -> Iterator[str]:
+def select(store: EventLog, filters: Filters, kind: Request | None = None) -> Iterator[str]:
     """The ids of the sagas that match every filter, newest started first: those
     :func:`saga.store.queries.list_sagas` lists, read a page at a time.
 
+    With ``kind``, only the sagas that request would change now (see
+    :func:`saga.operator.changes`): a running saga not cancelled yet for
+    ``cancel``, a failed one for ``retry``; none if ``filters.status`` is another.
     Raises :class:`~saga.InvalidInput` when ``filters`` is empty.
     """
     if filters.empty:
         raise InvalidInput("a bulk request needs at least one filter (--status, --name, "
                            "--failed-step, --error-type, --since, --until)")
+    status = filters.status
+    if kind is not None:
+        if status not in (None, APPLIES_TO[kind]):
+            return
+        status = APPLIES_TO[kind]
     cursor: str | None = None
     while True:
         page = queries.list_sagas(
-            store, status=None if filters.status is None else filters.status.value,
+            store, status=None if status is None else status.value,
             name=filters.name, failed_step=filters.failed_step, error_type=filters.error_type,
             since=filters.since, until=filters.until, limit=queries.MAX_LIMIT, cursor=cursor)
         for row in page.rows:
-            yield row.saga_id
+            if kind is None or _changes(store, row.saga_id, kind):
+                yield row.saga_id
         if page.cursor is None:
             return
         cursor = page.cursor
+
+
+def _changes(store: EventLog, saga_id: str, kind: Request) -> bool:
+    try:
+        return changes(load_state(store, saga_id), kind)
+    except SagaNotFound:  # deleted since it was listed
+        return False
 
 
 @dataclass(slots=True)

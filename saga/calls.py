@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict
 
 from .codec import printable
+from .text import count
 
 if TYPE_CHECKING:
     from .clock import Clock
@@ -195,7 +196,7 @@ class CallLog:
             return len(self._pending)
 
     def __repr__(self) -> str:
-        return f"<CallLog of {len(self)} calls>"
+        return f"<CallLog of {count(len(self), 'call')}>"
 
 
 def _type_name(error: BaseException) -> str:

@@ -32,7 +32,7 @@ from .secrets import generate_key, resolve_key_ring
 from .simulate import add_parser as add_simulate_parser
 from .store import EventStore, default_url, redact
 from .targets import load_targets
-from .text import escape, shorten
+from .text import count, escape, shorten
 from .timeline import show, stream
 
 __all__ = ["load_targets", "main"]
@@ -68,12 +68,12 @@ def _cmd_worker(args: argparse.Namespace) -> int:
         n = coordinator.work(until_idle=args.until_idle, concurrency=args.concurrency, stop=stop)
         held = coordinator.held_elsewhere() if args.until_idle and not stop.is_set() else []
         now = coordinator.clock.now()
-    print(f"worker {coordinator.worker_id}: {n} drives", file=sys.stderr)
+    print(f"worker {coordinator.worker_id}: {count(n, 'drive')}", file=sys.stderr)
     if held:  # what it left: sagas a dead (or busy) worker holds until their lease expires
         until = held[0].lease_expires_at
         assert until is not None
         whose = ("1 saga held by another worker's lease" if len(held) == 1
-                 else f"{len(held)} sagas held by other workers' leases, the first")
+                 else f"{count(len(held), 'saga')} held by other workers' leases, the first")
         print(f"worker {coordinator.worker_id}: {whose} until "
               f"{until.isoformat(timespec='seconds')}, in {math.ceil((until - now).total_seconds())} s",
               file=sys.stderr)

@@ -18,6 +18,7 @@ from typing import Any
 
 from . import bulk, operator
 from .check import check
+from .codec import InvalidValue, from_json_text
 from .definition import Saga
 from .errors import InvalidInput
 from .fork import SAME_INPUT, fork
@@ -25,7 +26,7 @@ from .operator import Request
 from .state import SagaStatus
 from .store import EventStore
 from .targets import load_targets
-from .text import escape, shorten
+from .text import count, escape, shorten
 from .timespec import parse_window
 
 __all__ = ["add_commands"]
@@ -39,18 +40,25 @@ def _open(args: argparse.Namespace) -> EventStore:
 
 
 def json_argument(text: str, option: str) -> Any:
-    """The JSON value a command-line ``option`` gives, inline or as ``@file``."""
+    """The JSON value a command-line ``option`` gives, inline or as ``@file`` (UTF-8), if the
+    log can store it (:func:`saga.codec.from_json_text`); else :class:`~saga.InvalidInput`
+    naming the option, in one line."""
     if text.startswith("@"):
         path = Path(text[1:])
         try:
-            text = path.read_text()
+            data = path.read_bytes()
         except OSError as e:
             raise InvalidInput(
                 f"cannot read {option} file {shorten(str(path))!r}: {e.strerror}") from None
+        try:
+            text = data.decode("utf-8-sig")  # a byte-order mark, as some editors write, is not data
+        except UnicodeDecodeError as e:
+            raise InvalidInput(f"{option} file {shorten(str(path))!r} is not UTF-8: byte "
+                               f"0x{data[e.start]:02x} at offset {e.start}") from None
     try:
-        return json.loads(text)
-    except json.JSONDecodeError as e:
-        raise InvalidInput(f"{option} is not valid JSON: {e}") from None
+        return from_json_text(text)
+    except InvalidValue as e:
+        raise InvalidInput(f"{option}: {e}") from None
 
 
 def _filters(args: argparse.Namespace, now: Any) -> bulk.Filters:
@@ -92,11 +100,11 @@ def _request(kind: Request) -> Callable[[argparse.Namespace], int]:
                                "--name, --failed-step, --error-type, --since, --until)")
         with _open(args) as store:
             clock = store.default_clock()
-            ids = list(bulk.select(store, _filters(args, clock.now())))
+            ids = list(bulk.select(store, _filters(args, clock.now()), kind))
             if args.dry_run:
                 for saga_id in ids:
                     print(escape(saga_id))
-                print(f"dry run: {len(ids)} sagas would be {_DONE[kind]}; "
+                print(f"dry run: {count(len(ids), 'saga')} would be {_DONE[kind]}; "
                       "nothing was written")
                 return 0
             result = bulk.act(store, clock, ids, kind, reason=reason, by=by)
@@ -153,7 +161,7 @@ def _cmd_check(args: argparse.Namespace) -> int:
         for p in problems:
             print(escape(f"{p.saga_id}  {p.name} v{p.version}  {p.status.value}  {p.kind}: "
                          f"{p.reason}"))
-        print(f"{len(problems)} sagas in flight cannot continue" if problems
+        print(f"{count(len(problems), 'saga')} in flight cannot continue" if problems
               else "every saga in flight can continue")
     return 1 if problems else 0
 

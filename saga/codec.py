@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import json
 import math
 import sys
 from typing import Any
 
 from pydantic import BaseModel
 
-__all__ = ["MAX_DEPTH", "InvalidValue", "printable", "to_json_value"]
+__all__ = ["MAX_DEPTH", "InvalidValue", "from_json_text", "printable", "to_json_value"]
 
 MAX_DEPTH = 200
 """How deeply lists and objects may nest in a stored value."""
@@ -42,6 +43,31 @@ def to_json_value(value: Any) -> Any:
         raise InvalidValue(f"{printable(path[:200])}: {bad.what}") from None
     except RecursionError:
         raise InvalidValue(f"$: nested more than {MAX_DEPTH} levels deep") from None
+
+
+def from_json_text(text: str) -> Any:
+    """The value JSON ``text`` holds, if the log can store it (see :func:`to_json_value`).
+
+    Raises :class:`InvalidValue`, with a printable message that never repeats
+    the text, when the text is not JSON (``NaN`` and ``Infinity`` are not
+    JSON either) or holds what the log cannot store, however deeply nested
+    or long its numbers: parsing never raises anything else.
+    """
+    try:
+        value = json.loads(text, parse_constant=_no_constant)
+    except _Bad as bad:
+        raise InvalidValue(bad.what) from None
+    except json.JSONDecodeError as e:
+        raise InvalidValue(f"not valid JSON: {e}") from None
+    except RecursionError:
+        raise InvalidValue(f"$: nested more than {MAX_DEPTH} levels deep") from None
+    except ValueError:  # the only other error json raises: an int too long to convert
+        raise InvalidValue(f"an int of more than {sys.get_int_max_str_digits()} digits") from None
+    return to_json_value(value)
+
+
+def _no_constant(name: str) -> Any:
+    raise _Bad(f"{name} is not a JSON number")
 
 
 class _Bad(Exception):

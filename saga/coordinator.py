@@ -33,6 +33,7 @@ from .reading import load_state, view
 from .sealing import same_input, stored_input
 from .state import SagaStatus, SagaView, fold
 from .store.base import EventLog, SagaSummary, StoredEvent, check_saga_id
+from .text import article
 from .worker import WorkerLoop
 
 __all__ = ["Coordinator"]
@@ -196,7 +197,7 @@ class Coordinator:
         if first.name != started.name or not same_input(first.input, started.input, saga_id,
                                                          self.store.key_ring):
             raise SagaIdConflict(
-                f"saga id {saga_id!r} is already used by a {first.name} saga with "
+                f"saga id {saga_id!r} is already used by {article(first.name)} saga with "
                 "different input"
             )
 

@@ -13,7 +13,6 @@ import argparse
 import contextlib
 import csv
 import itertools
-import json
 import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
@@ -25,9 +24,16 @@ from .secrets import redact_json
 from .state import SagaStatus
 from .stats import stats_table
 from .store import EventStore
-from .store.queries import audit_head, audit_verify, export_events, list_sagas, saga_stats
+from .store.queries import (
+    SagaRow,
+    audit_head,
+    audit_verify,
+    export_events,
+    list_sagas,
+    saga_stats,
+)
 from .store.sqlite import SQLiteEventStore
-from .text import escape, shorten
+from .text import count, escape, printable_json, shorten
 from .timespec import parse_time, parse_window
 
 __all__ = ["add_commands"]
@@ -40,7 +46,7 @@ def _reader(args: argparse.Namespace) -> EventStore:
 
 
 def _compact(value: Any) -> str:
-    return json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    return printable_json(value)  # what a terminal would obey is escaped, the JSON unchanged
 
 
 def _cmd_list(args: argparse.Namespace) -> int:
@@ -52,18 +58,31 @@ def _cmd_list(args: argparse.Namespace) -> int:
         page = list_sagas(store, status=args.status, name=args.name, failed_step=args.failed_step,
                           error_type=args.error_type, since=since, until=until, limit=args.limit,
                           cursor=args.cursor)
-    for r in page.rows:
-        if args.json:
+    if args.json:
+        for r in page.rows:
             print(_compact(r.to_json()))
-        else:
-            failed = "" if r.failed_step is None else f"  failed at {r.failed_step}"
-            parked = "" if r.parked is None else f"  parked: {shorten(r.parked, 120)}"
-            print(escape(f"{r.saga_id}  {r.name} v{r.version}  {r.status}  "
-                         f"started {r.started_at.isoformat(timespec='seconds')}  "
-                         f"updated {r.updated_at.isoformat(timespec='seconds')}{failed}{parked}"))
+    else:
+        for line in _aligned([_cells(r) for r in page.rows]):
+            print(line)
     if page.cursor is not None:
         print(f"more: saga list ... --cursor {page.cursor}", file=sys.stderr)
     return 0
+
+
+def _cells(r: SagaRow) -> list[str]:
+    failed = "" if r.failed_step is None else f"failed at {r.failed_step}"
+    parked = "" if r.parked is None else f"parked: {shorten(r.parked, 120)}"
+    return [escape(cell) for cell in (
+        r.saga_id, f"{r.name} v{r.version}", r.status,
+        f"started {r.started_at.isoformat(timespec='seconds')}",
+        f"updated {r.updated_at.isoformat(timespec='seconds')}", failed, parked)]
+
+
+def _aligned(rows: list[list[str]]) -> list[str]:
+    """``rows`` of cells as lines, each column as wide as its widest cell."""
+    widths = [max(map(len, column)) for column in zip(*rows, strict=True)]
+    return ["  ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)).rstrip()
+            for row in rows]
 
 
 def _cmd_stats(args: argparse.Namespace) -> int:
@@ -128,7 +147,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                     out.write(_compact(data) + "\n")
                 n += 1
     if args.output is not None:
-        print(f"{n} events written to {escape(args.output)}", file=sys.stderr)
+        print(f"{count(n, 'event')} written to {escape(args.output)}", file=sys.stderr)
     return 0
 
 

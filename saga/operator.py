@@ -26,14 +26,18 @@ from .reading import load_state
 from .sealing import skipped_result
 from .state import Phase, SagaState, SagaStatus, SagaView
 from .store.base import EventLog
+from .text import article
 
 __all__ = [
-    "Request", "cancel", "check_by", "check_reason", "current_step", "default_by",
-    "definition_for", "find_definition", "request", "retry", "skip",
+    "APPLIES_TO", "Request", "cancel", "changes", "check_by", "check_reason", "current_step",
+    "default_by", "definition_for", "find_definition", "request", "retry", "skip",
 ]
 
 Request = Literal["cancel", "retry"]
 """An operator's request that a bulk command can make of many sagas."""
+
+APPLIES_TO: dict[Request, SagaStatus] = {"cancel": SagaStatus.RUNNING, "retry": SagaStatus.FAILED}
+"""The status of the sagas each request acts on."""
 
 _ATTEMPTS = 8
 _MAX_BY = 200
@@ -78,21 +82,31 @@ def request(
     if kind == "cancel":
         return _append(
             store, clock, saga_id,
-            allowed=SagaStatus.RUNNING,
+            allowed=APPLIES_TO[kind],
             event=lambda now, _: ev.SagaCancelRequested(reason=text, by=who, at=now),
-            already=lambda s: s.cancel_requested is not None,
+            already=_cancelled,
             verb="cancelled",
         )
     if kind == "retry":
         return _append(
             store, clock, saga_id,
-            allowed=SagaStatus.FAILED,
+            allowed=APPLIES_TO[kind],
             event=lambda now, _: ev.SagaRetryRequested(reason=text, by=who, at=now),
             already=lambda s: False,
             verb="retried",
             or_parked=True,
         )
     raise InvalidInput(f"unknown request {kind!r}; choose from cancel, retry")
+
+
+def changes(state: SagaState, kind: Request) -> bool:
+    """Whether :func:`request` ``kind`` of a saga in ``state`` appends an event: the saga is in
+    the status the request acts on, and (cancel) was not cancelled already."""
+    return state.status is APPLIES_TO[kind] and not (kind == "cancel" and _cancelled(state))
+
+
+def _cancelled(state: SagaState) -> bool:
+    return state.cancel_requested is not None
 
 
 def current_step(state: SagaState) -> str | None:
@@ -209,8 +223,8 @@ def _append(
         if state.status is not allowed and not (or_parked and state.parked is not None):
             also = " or parked" if or_parked else ""
             raise InvalidOperation(
-                f"saga {saga_id} is {state.status.value}: only a {allowed.value}{also} saga can "
-                f"be {verb}"
+                f"saga {saga_id} is {state.status.value}: only {article(allowed.value)}{also} saga "
+                f"can be {verb}"
             )
         if already(state):
             return state.view(), False

@@ -22,6 +22,7 @@ from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
 from .errors import PermanentError, PolicyError
+from .text import count
 
 __all__ = ["LONGEST", "Retry", "seconds"]
 
@@ -242,7 +243,8 @@ class Retry:
         state.start_time = 0.0
         state.outcome_timestamp = max(elapsed, 0.0)
         if self.attempts is not None and tenacity.stop_after_attempt(self.attempts)(state):
-            return None, f"all {self.attempts} attempts used"
+            return None, ("its one attempt used" if self.attempts == 1
+                         else f"all {self.attempts} attempts used")
         delay = float(self.wait(state))
         if not 0 <= delay <= _LONGEST_S:  # a wait built past the constructors' checks
             raise PolicyError(f"the retry policy's wait gave a delay of {delay:g}s; a delay must "
@@ -253,7 +255,7 @@ class Retry:
         return delay, None
 
     def __str__(self) -> str:
-        limit = "unlimited attempts" if self.attempts is None else f"{self.attempts} attempts"
+        limit = "unlimited attempts" if self.attempts is None else count(self.attempts, "attempt")
         extra = f", within {self.max_elapsed:g}s" if self.max_elapsed else ""
         return f"{self.description}, {limit}{extra}"
 

@@ -40,6 +40,7 @@ from pydantic import BaseModel, SecretBytes, SecretStr, ValidationError
 from pydantic_core import to_jsonable_python
 
 from .errors import InvalidInput, SagaError
+from .text import count
 
 __all__ = [
     "ENV_VAR",
@@ -123,7 +124,7 @@ def _decode_key(text: str, position: int) -> bytes:
         # the message never repeats the key: it may be a real one with a typo
         raise InvalidEncryptionKey(
             f"encryption key #{position + 1} is not 32 bytes of URL-safe base64 "
-            f"({len(stripped)} characters given; `saga key generate` prints a valid key)"
+            f"({count(len(stripped), 'character')} given; `saga key generate` prints a valid key)"
         )
     return raw
 

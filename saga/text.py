@@ -1,12 +1,18 @@
-"""Text from outside (a service's error, a saga id, a reason) made safe to show a person.
+"""Text made to show a person: text from outside (a service's error, a saga id, a reason)
+made safe, and counts and names put into English.
 
 :func:`escape` keeps a terminal from obeying control sequences hidden in the
-text; :func:`shorten` keeps a huge value from swamping a message.
+text, and :func:`printable_json` does the same for JSON without changing what
+it says; :func:`shorten` keeps a huge value from swamping a message;
+:func:`count` and :func:`article` say "1 saga", "2 sagas", "an order".
 """
 
 from __future__ import annotations
 
-__all__ = ["escape", "shorten"]
+import json
+from typing import Any
+
+__all__ = ["article", "count", "escape", "printable_json", "shorten"]
 
 _NAMED = {"\n": "\\n", "\r": "\\r", "\t": "\\t"}
 
@@ -35,3 +41,37 @@ def shorten(text: str, limit: int = 60) -> str:
     if len(text) <= limit:
         return text
     return f"{text[:limit]}…({len(text):,} characters)"
+
+
+def printable_json(value: Any) -> str:
+    """``value`` as compact JSON in which every character :func:`escape` would escape is
+    written as a JSON escape (``\\u202e``): safe to show, and it parses back to ``value``.
+    Printable text, including non-ASCII letters, is kept as it is."""
+    text = json.dumps(value, separators=(",", ":"), ensure_ascii=False)
+    if text.isprintable():
+        return text
+    # json.dumps escaped the quotes, backslashes and C0 controls: what is left is inside strings
+    return "".join(c if c.isprintable() else _json_escaped(c) for c in text)
+
+
+def _json_escaped(c: str) -> str:
+    n = ord(c)
+    if n < 0x10000:
+        return f"\\u{n:04x}"
+    n -= 0x10000
+    return f"\\u{0xD800 + (n >> 10):04x}\\u{0xDC00 + (n & 0x3FF):04x}"
+
+
+def count(n: int, noun: str) -> str:
+    """``n`` with ``noun``, plural (an added ``s``) unless ``n`` is 1: ``"1 saga"``,
+    ``"0 sagas"``."""
+    return f"{n} {noun if n == 1 else noun + 's'}"
+
+
+def article(word: str) -> str:
+    """``word`` after its indefinite article, chosen by its first letter (a name is read as it
+    is spelled): ``"an order"``, ``"a saga"``."""
+    return f"{'an' if word[:1].lower() in _VOWELS else 'a'} {word}"
+
+
+_VOWELS = frozenset("aeiou")

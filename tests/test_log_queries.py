@@ -439,7 +439,7 @@ def test_verify_names_the_saga_and_seq_that_was_tampered_with(
         # the cut is also a log that differs from the head, said on a line of its own
         assert len(lines) == (2 if case == "cut" and "--head" in args else 1), out
     code, out, _ = _cli(capsys, store.url, "audit", "verify", "t-6")
-    assert code == 0 and out == f"ok: 1 sagas, {store.summary('t-6').last_seq} events verified\n"
+    assert code == 0 and out == f"ok: 1 saga, {store.summary('t-6').last_seq} events verified\n"
 
 
 def test_a_saga_cut_short_with_its_index_row_or_deleted_whole_is_caught_by_the_head(

@@ -93,7 +93,7 @@ def test_none_means_one_attempt(sqlite_store: EventStore, clock: VirtualClock) -
     assert view.status is SagaStatus.COMPENSATED
     assert view.steps["flaky"].attempts == 1
     (failure,) = _failures(sqlite_store, "s-1")
-    assert failure.gave_up == "all 1 attempts used" and not failure.retried
+    assert failure.gave_up == "its one attempt used" and not failure.retried
     assert Retry.none().attempts == 1
 
 

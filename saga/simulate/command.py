@@ -140,7 +140,7 @@ def add_parser(subparsers: Any) -> argparse.ArgumentParser:
         "simulate", help="run a saga many times with simulated faults, on a virtual clock",
         description="Run a saga's real definition many times on the real coordinator, in memory "
                     "and on a virtual clock, with simulated failures and latencies, and set the "
-                    "measured figures (with 95%% intervals) beside what the retry policies predict.",
+                    "measured figures (with 95% intervals) beside what the retry policies predict.",
     )
     add_arguments(p)
     p.set_defaults(func=command)

@@ -15,9 +15,28 @@ from dataclasses import dataclass
 from math import fsum
 from statistics import NormalDist
 
-__all__ = ["Distribution", "Empirical", "Exponential", "Fixed", "LogNormal", "Uniform"]
+from ..text import count
+
+__all__ = ["LONGEST", "Distribution", "Empirical", "Exponential", "Fixed", "LogNormal", "Uniform"]
 
 _Z95 = NormalDist().inv_cdf(0.95)
+
+LONGEST = 365 * 86_400.0
+"""The longest latency a simulated call can take, in seconds: a year."""
+
+_TAIL = 1e-6
+"""The largest chance of a draw longer than :data:`LONGEST` that a distribution with no upper
+bound may have; such rare draws are cut to :data:`LONGEST`, so that no draw can overflow."""
+
+_A_YEAR = f"a year ({LONGEST:,.0f} seconds)"
+_LOG_LONGEST = math.log(LONGEST)
+_LONGEST_MEAN = LONGEST / -math.log(_TAIL)  # an exponential's mean whose tail past LONGEST is _TAIL
+
+
+def _within(value: float, what: str) -> None:
+    """Refuse a latency that is not finite, or longer than :data:`LONGEST`."""
+    if not math.isfinite(value) or value > LONGEST:
+        raise ValueError(f"{what} must be at most {_A_YEAR}, not {value:g}")
 
 
 class Distribution(ABC):
@@ -62,6 +81,11 @@ class Fixed(Distribution):
 
     value: float
 
+    def __post_init__(self) -> None:
+        if self.value < 0:
+            raise ValueError(f"a fixed latency cannot be negative, got {self.value:g}")
+        _within(self.value, "a fixed latency")
+
     def draw(self, rng: random.Random) -> float:
         return self.value
 
@@ -85,12 +109,20 @@ class Fixed(Distribution):
 
 @dataclass(frozen=True, slots=True)
 class Exponential(Distribution):
-    """Exponential with mean ``mean_value`` seconds."""
+    """Exponential with mean ``mean_value`` seconds: at most :data:`LONGEST` / 14, so that a
+    draw passes :data:`LONGEST` with a chance of at most one in a million (it is cut to it)."""
 
     mean_value: float
 
+    def __post_init__(self) -> None:
+        if not self.mean_value > 0:
+            raise ValueError(f"the mean of exp must be positive, got {self.mean_value:g}")
+        if not self.mean_value <= _LONGEST_MEAN:
+            raise ValueError(f"the mean of exp must be at most {_LONGEST_MEAN:g} seconds, not "
+                             f"{self.mean_value:g} (draws longer than a year would be too common)")
+
     def draw(self, rng: random.Random) -> float:
-        return rng.expovariate(1.0 / self.mean_value)
+        return min(rng.expovariate(1.0 / self.mean_value), LONGEST)
 
     def cdf(self, x: float) -> float:
         return 0.0 if x <= 0 else 1.0 - math.exp(-x / self.mean_value)
@@ -105,13 +137,31 @@ class Exponential(Distribution):
 
 @dataclass(frozen=True, slots=True)
 class LogNormal(Distribution):
-    """``exp(N(mu, sigma))`` seconds: ``mu`` and ``sigma`` of the latency's logarithm."""
+    """``exp(N(mu, sigma))`` seconds: ``mu`` and ``sigma`` of the latency's logarithm.
+
+    Its mean must be at most :data:`LONGEST`, and a draw may pass :data:`LONGEST`
+    with a chance of at most one in a million (such a draw is cut to it).
+    """
 
     mu: float
     sigma: float
 
+    def __post_init__(self) -> None:
+        if not (math.isfinite(self.mu) and math.isfinite(self.sigma)):
+            raise ValueError("MU and SIGMA of lognormal must be finite")
+        if self.sigma < 0:
+            raise ValueError(f"SIGMA of lognormal cannot be negative, got {self.sigma:g}")
+        if self.mu + self.sigma * self.sigma / 2 > _LOG_LONGEST:
+            raise ValueError(f"lognormal:{self.mu:g},{self.sigma:g} has a mean longer than "
+                             f"{_A_YEAR}: MU + SIGMA²/2 must be at most "
+                             f"{_LOG_LONGEST:.4g}")
+        if self.exceeds(LONGEST) > _TAIL:
+            raise ValueError(f"lognormal:{self.mu:g},{self.sigma:g} draws latencies longer than "
+                             f"{_A_YEAR} too often: lower MU or SIGMA")
+
     def draw(self, rng: random.Random) -> float:
-        return rng.lognormvariate(self.mu, self.sigma)
+        # lognormvariate's own draw, cut before exp can overflow
+        return math.exp(min(rng.normalvariate(self.mu, self.sigma), _LOG_LONGEST))
 
     def cdf(self, x: float) -> float:
         if x <= 0:
@@ -143,6 +193,11 @@ class Uniform(Distribution):
 
     low: float
     high: float
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.low < self.high:
+            raise ValueError(f"uniform:A,B needs 0 <= A < B, got A={self.low:g}, B={self.high:g}")
+        _within(self.high, "B of uniform")
 
     def draw(self, rng: random.Random) -> float:
         return rng.uniform(self.low, self.high)
@@ -196,7 +251,7 @@ class Empirical(Distribution):
         return 1.0 - bisect_left(self.values, limit) / len(self.values)
 
     def spec(self) -> str:
-        return f"empirical ({len(self.values)} values)"
+        return f"empirical ({count(len(self.values), 'value')})"
 
     def __eq__(self, other: object) -> bool:
         return isinstance(other, Empirical) and other.values == self.values
@@ -205,4 +260,4 @@ class Empirical(Distribution):
         return hash(tuple(self.values))
 
     def __repr__(self) -> str:
-        return f"Empirical({len(self.values)} values, mean {self.mean:.4g}s)"
+        return f"Empirical({count(len(self.values), 'value')}, mean {self.mean:.4g}s)"

@@ -24,6 +24,7 @@ from ..definition import Saga
 from ..errors import InvalidInput
 from ..stats import StepStats, compute_stats
 from ..store import EventStore, redact, schema
+from ..text import count
 from .distributions import Distribution, Empirical
 from .intervals import wilson
 from .spec import Scenario
@@ -98,7 +99,7 @@ class LogProfile:
         for name, p in self.steps.items():
             fail = "-" if p.fail is None else f"{p.fail:.4g} [{p.fail_ci[0]:.4g}, {p.fail_ci[1]:.4g}]"
             p50 = "-" if p.stats.p50 is None else f"{p.stats.p50:.4g}s"
-            out.append(f"  {name}: {p.stats.attempts} attempts, fails {fail}, "
+            out.append(f"  {name}: {count(p.stats.attempts, 'attempt')}, fails {fail}, "
                        f"{p.stats.timeouts} timed out, median duration {p50}")
         return out
 

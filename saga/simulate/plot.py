@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 
 from ..errors import InvalidInput, SagaError
+from ..text import count
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
@@ -74,7 +75,7 @@ def draw(report: Report) -> Figure:
     if measured:
         n = len(measured)
         cdf_axes.step(measured, [(i + 1) / n for i in range(n)], where="post",
-                      label=f"measured ({n} completed runs)")
+                      label=f"measured ({count(n, 'completed run')})")
     if predicted:
         k = len(predicted)
         stride = max(1, k // 2000)
@@ -110,5 +111,5 @@ def draw(report: Report) -> Figure:
     rate_axes.set_ylabel("share succeeded")
     rate_axes.grid(alpha=0.3)
     rate_axes.legend(loc="lower left")
-    figure.suptitle(f"{m.saga.name}: {len(m.runs)} simulated runs, seed {m.seed}")
+    figure.suptitle(f"{m.saga.name}: {count(len(m.runs), 'simulated run')}, seed {m.seed}")
     return figure

@@ -7,6 +7,7 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
+from ..text import count
 from .measure import QUANTILES, Figure, Summary, summarise
 from .predict import Effect, SagaPrediction, predict
 from .runner import Measurements
@@ -163,7 +164,7 @@ class Report:
         """The report as text: one row per figure, then the disagreements explained."""
         m = self.measurements
         disagree = {d.figure for d in self.disagreements()}
-        lines = [f"{m.saga.name}: {len(m.runs)} runs, seed {m.seed} "
+        lines = [f"{m.saga.name}: {count(len(m.runs), 'run')}, seed {m.seed} "
                  f"(simulated in {m.seconds:.1f}s of real time)", ""]
         header = f"  {'':<14}{'measured':>10}  {'95% interval':<22}{'predicted':>10}"
 
@@ -180,7 +181,7 @@ class Report:
         steps = self.predicted_steps
         for name, figures in self.summary.steps.items():
             p = self.prediction.steps[name]
-            lines += ["", f"step {name}: reached in {self.summary.reached[name]} runs; "
+            lines += ["", f"step {name}: reached in {count(self.summary.reached[name], 'run')}; "
                       f"each attempt fails with {p.attempt_failure:.4g}"]
             rows(f"steps.{name}", figures, steps[name])
         lines.append("")

@@ -19,6 +19,7 @@ from ..coordinator import Coordinator
 from ..definition import Saga, StepContext
 from ..errors import InvalidInput
 from ..store import EventStore
+from ..text import count
 from .model import CallModel, seeded
 from .spec import Scenario
 
@@ -110,7 +111,7 @@ def _simulated(saga: Saga, scenario: Scenario, clock: VirtualClock, seed: int,
         # an attempt that returns at or after its limit (on its clock) as timed out.
         if not draw.ok and not draw.timed_out:
             raise SimulatedFault(f"{ctx.step}: simulated failure "
-                                 f"({draw.replicas_tried} replica(s) tried)")
+                                 f"({count(draw.replicas_tried, 'replica')} tried)")
 
     def call(model: CallModel) -> Callable[[StepContext], None]:
         return lambda ctx: work(model, ctx)

@@ -14,7 +14,8 @@ from typing import Any, TypeVar
 from ..definition import Saga
 from ..errors import InvalidInput, PolicyError
 from ..policies import Retry
-from .distributions import Distribution, Exponential, Fixed, LogNormal, Uniform
+from ..text import count
+from .distributions import LONGEST, Distribution, Exponential, Fixed, LogNormal, Uniform
 from .model import CallModel
 
 __all__ = [
@@ -46,7 +47,7 @@ def _number(text: str, what: str) -> float:
 def _args(text: str, names: tuple[str, ...]) -> list[float]:
     parts = text.split(",")
     if len(parts) != len(names):
-        raise _Bad(f"expected {len(names)} number{'s' if len(names) > 1 else ''} "
+        raise _Bad(f"expected {count(len(names), 'number')} "
                    f"({','.join(names)}), got {len(parts)}")
     return [_number(p, n) for p, n in zip(parts, names, strict=True)]
 
@@ -59,30 +60,23 @@ def _whole(value: float, what: str) -> int:
 
 def parse_distribution(text: str) -> Distribution:
     """A latency distribution from ``fixed:0.2``, ``exp:0.2``, ``lognormal:-2,0.5`` or
-    ``uniform:0.1,0.3`` (seconds); raises :class:`ValueError` saying what is wrong."""
+    ``uniform:0.1,0.3`` (seconds); raises :class:`ValueError` saying what is wrong, also for
+    parameters whose draws could be longer than the simulation can represent."""
     kind, sep, rest = text.partition(":")
     if not sep:
         raise _Bad(f"expected {DISTRIBUTIONS}")
     kind = kind.strip().lower()
     if kind == "fixed":
         (value,) = _args(rest, ("SECONDS",))
-        if value < 0:
-            raise _Bad(f"a fixed latency cannot be negative, got {value:g}")
         return Fixed(value)
     if kind in ("exp", "exponential"):
         (mean,) = _args(rest, ("MEAN",))
-        if mean <= 0:
-            raise _Bad(f"the mean of exp must be positive, got {mean:g}")
         return Exponential(mean)
     if kind == "lognormal":
         mu, sigma = _args(rest, ("MU", "SIGMA"))
-        if sigma < 0:
-            raise _Bad(f"SIGMA of lognormal cannot be negative, got {sigma:g}")
         return LogNormal(mu, sigma)
     if kind == "uniform":
         low, high = _args(rest, ("A", "B"))
-        if low < 0 or high <= low:
-            raise _Bad(f"uniform:A,B needs 0 <= A < B, got A={low:g}, B={high:g}")
         return Uniform(low, high)
     raise _Bad(f"unknown distribution {kind!r}; expected {DISTRIBUTIONS}")
 
@@ -120,6 +114,8 @@ def _seconds(text: str) -> float:
     value = _number(text, "SECONDS")
     if value <= 0:
         raise _Bad(f"SECONDS must be positive, got {value:g}")
+    if value > LONGEST:
+        raise _Bad(f"SECONDS must be at most a year ({LONGEST:,.0f}), got {value:g}")
     return value
 
 

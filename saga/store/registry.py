@@ -13,6 +13,7 @@ import os
 from typing import TypeVar
 
 from ..errors import InvalidInput
+from ..text import article
 from .urls import parse, shorten
 
 T = TypeVar("T")
@@ -64,5 +65,5 @@ def backend_for(url: str | None, interface: type[T]) -> type[T]:
     module_name, _, class_name = target.partition(":")
     cls = getattr(importlib.import_module(module_name), class_name)
     if not (isinstance(cls, type) and issubclass(cls, interface)):
-        raise TypeError(f"{target} is not a {interface.__name__}")
+        raise TypeError(f"{target} is not {article(interface.__name__)}")
     return cls

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import re
+
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 
@@ -10,6 +12,9 @@ from ..errors import InvalidInput
 __all__ = ["parse", "redact", "scheme_of", "shorten"]
 
 EXAMPLES = "sqlite:///saga.db, postgresql+psycopg://user@host/db or memory://"
+
+_SECRET_QUERY = re.compile(r"([?&][^=&#]*(?:pass|secret|token|key)[^=&#]*=)[^&#]*", re.IGNORECASE)
+"""A query argument that may hold a credential (``password``, ``sslpassword``, ...): its value."""
 
 
 def shorten(text: str, limit: int = 80) -> str:
@@ -26,7 +31,9 @@ def scheme_of(url: str) -> str | None:
 
 
 def redact(url: str) -> str:
-    """``url`` as it may be shown: password masked, long values shortened.
+    """``url`` as it may be shown: passwords masked (after the user name, and the value of
+    every query argument whose name says it holds one: ``password``, ``sslpassword``, any
+    ``...secret``, ``...token`` or ``...key``), long values shortened.
 
     A string without a scheme is never shown (it may be anything, a password included).
     """
@@ -38,7 +45,7 @@ def redact(url: str) -> str:
         scheme, _, rest = url.partition("://")
         # unparseable: keep the scheme, mask anything that may be credentials
         shown = f"{scheme}://***@{rest.rpartition('@')[2]}" if "@" in rest else url
-    return shorten(shown)
+    return shorten(_SECRET_QUERY.sub(r"\1***", shown))
 
 
 def parse(url: object) -> sa.URL:

@@ -14,6 +14,7 @@ from ..events import Event
 from ..policies import seconds
 from ..state import SagaView
 from ..store.base import EventLog, StoredEvent
+from ..text import count
 from .clock import PastHorizon, SagaTestClock
 from .faults import ErrorSpec, Fault, Instrumented
 
@@ -207,7 +208,7 @@ class SagaTestCoordinator(Coordinator):
             diff = "\n".join(difflib.unified_diff(want, actual, "expected", "actual", lineterm="", n=2))
             log = "\n".join(_describe(e) for e in events)
             raise AssertionError(
-                f"saga {saga_id}: history differs from the expected {len(want)} events "
+                f"saga {saga_id}: history differs from the expected {count(len(want), 'event')} "
                 f"(it has {len(actual)}):\n{diff}\nthe log:\n{log}"
             )
 
