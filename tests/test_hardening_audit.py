@@ -105,7 +105,7 @@ def test_verifying_a_saga_that_does_not_exist_fails(log: str) -> None:
     _tamper(EventStore(log, schema="require"), "DELETE FROM saga_events WHERE saga_id = 'c'")
     result = run("--db", log, "audit", "verify", "c")
     assert result.returncode == 1 and result.stdout.startswith("tampered: saga c: seq 1 is missing")
-    assert ok("--db", log, "audit", "verify", "a").startswith("ok: 1 sagas")
+    assert ok("--db", log, "audit", "verify", "a").startswith("ok: 1 saga,")
 
 
 # -- 9: a head taken earlier verifies against a log that only grew ---------------------------------

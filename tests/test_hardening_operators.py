@@ -206,7 +206,7 @@ def test_check_reports_a_saga_whose_input_fails_its_model(sql_url: str, key: str
     assert result.stdout.splitlines() == [
         "v-bad  vault v1  running  input_invalid: saga v-bad: its input does not fit Account: "
         "password: Field required",
-        "1 sagas in flight cannot continue",
+        "1 saga in flight cannot continue",
     ]
 
 
