@@ -208,8 +208,8 @@ class Head:
         return cls(position, sagas, events, fields[4])
 
     def describe(self) -> str:
-        """``"N sagas with M events"``: what the head covers."""
-        return f"{self.sagas} sagas with {self.events} events"
+        """``"N sagas with M events"`` (``"1 saga with 1 event"``): what the head covers."""
+        return f"{count(self.sagas, 'saga')} with {count(self.events, 'event')}"
 
 
 _HEX = frozenset("0123456789abcdef")

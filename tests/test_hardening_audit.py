@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from saga import Coordinator, EventStore, Saga, StepContext, StoreError, VirtualClock
-from saga.audit import event_hash
+from saga.audit import Head, event_hash
 from saga.store import migrate
 from saga.store.queries import audit_head
 from saga.store.sql import SqlEventStore
@@ -330,3 +330,9 @@ def test_verify_names_each_tampered_saga(log: str) -> None:
         "tampered: saga c: seq 2 is missing (the next row has seq 3)",
     ]
 
+
+
+def test_a_head_says_what_it_covers_in_english() -> None:
+    digest = "0" * 64
+    assert Head.parse(f"2:7:1:1:{digest}").describe() == "1 saga with 1 event"
+    assert Head.parse(f"2:9:2:5:{digest}").describe() == "2 sagas with 5 events"
