@@ -2,7 +2,7 @@
 
 Builds a log of ``--events`` realistic events (sagas of three names that
 retry, time out, lose workers, fail steps and compensate) through the store's
-bulk path (:func:`saga.store.bulk.write_sagas`: hashes, attempts and failed
+bulk path (:func:`saga.store.loading.write_sagas`: hashes, attempts and failed
 steps as the appends keep them, many sagas per transaction) on the schema the
 migrations build, then times, beside a raw ``SELECT count(*)`` over the
 events table measured in the same run:
@@ -38,8 +38,8 @@ import sqlalchemy as sa
 
 from saga import EventStore, SagaStatus
 from saga import events as ev
-from saga.stats import Stats, compute_stats
-from saga.store.bulk import BulkSaga, write_sagas
+from saga.inspection.stats import Stats, compute_stats
+from saga.store.loading import BulkSaga, write_sagas
 from saga.store.queries import list_sagas, saga_stats
 from saga.store.schema import attempts, events
 from saga.store.sql import SqlEventStore

@@ -7,10 +7,10 @@ enforcing timeouts and deadlines, and undoing completed steps newest first
 when the saga cannot finish.
 """
 
-from .clock import Clock, SystemClock, VirtualClock
-from .coordinator import Coordinator
-from .definition import Saga, Step, StepContext
-from .errors import (
+from saga.clock import Clock, SystemClock, VirtualClock
+from saga.coordinator import Coordinator
+from saga.definition import Saga, Step, StepContext
+from saga.errors import (
     ConcurrencyError,
     DefinitionError,
     DefinitionMismatch,
@@ -27,9 +27,9 @@ from .errors import (
     TargetError,
     UnknownSagaName,
 )
-from .policies import Retry
-from .state import ErrorInfo, SagaStatus, SagaView, StepView
-from .store import EventLog, EventStore, SagaSummary, StoredEvent
+from saga.policies import Retry
+from saga.state import ErrorInfo, SagaStatus, SagaView, StepView
+from saga.store import EventLog, EventStore, SagaSummary, StoredEvent
 
 __all__ = [
     "Clock",

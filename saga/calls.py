@@ -18,11 +18,11 @@ from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from pydantic import BaseModel, ConfigDict
 
-from .codec import printable
-from .text import count
+from saga.codec import printable
+from saga.text import count
 
 if TYPE_CHECKING:
-    from .clock import Clock
+    from saga.clock import Clock
 
 __all__ = ["Call", "CallAdapter", "CallError", "CallLog", "Outcome", "PendingCall", "as_is", "error_text"]
 
@@ -158,7 +158,7 @@ class CallLog:
     timed up to that moment.
 
     ``mask`` hides the secrets the attempt was given (see
-    :class:`saga.sealing.Mask`): every call's target and error message pass
+    :class:`saga.secrets.sealing.Mask`): every call's target and error message pass
     through it as they are recorded, and whatever else reports on the attempt
     (its error, its telemetry) uses the same one.
     """

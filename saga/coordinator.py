@@ -2,9 +2,9 @@
 
 A coordinator keeps its registered definitions, starts sagas, and drives
 them: inline (:meth:`Coordinator.run`, :meth:`Coordinator.execute`) or as a
-worker (:meth:`Coordinator.work`, whose loop lives in :mod:`saga.worker`).
-Each drive is a :class:`~saga.drive.Drive` (load, fold, decide, run,
-append; see :mod:`saga.drive`). It keeps no saga in memory between drives,
+worker (:meth:`Coordinator.work`, whose loop lives in :mod:`saga._engine.worker`).
+Each drive is a :class:`~saga._engine.drive.Drive` (load, fold, decide, run,
+append; see :mod:`saga._engine.drive`). It keeps no saga in memory between drives,
 and never drives one saga in two of its threads at once.
 """
 
@@ -19,22 +19,23 @@ from contextlib import contextmanager
 from datetime import datetime, timedelta
 from typing import Any
 
-from . import events as ev
-from . import fork as forking
-from . import operator, telemetry
-from .clock import Clock
-from .decide import Rest, StartAttempt, Wait, decide
-from .definition import Saga
-from .drive import Busy, Drive, DriveResult, Driving
-from .errors import DefinitionError, InvalidInput, SagaIdConflict, UnknownSagaName
-from .leases import LeaseKeeper
-from .policies import LONGEST
-from .reading import load_state, view
-from .sealing import same_input, stored_input
-from .state import SagaStatus, SagaView, fold
-from .store.base import EventLog, SagaSummary, StoredEvent, check_saga_id
-from .text import article
-from .worker import WorkerLoop
+from saga import events as ev
+from saga import telemetry
+from saga._engine.decide import Rest, StartAttempt, Wait, decide
+from saga._engine.drive import Busy, Drive, DriveResult, Driving
+from saga._engine.leases import LeaseKeeper
+from saga._engine.reading import load_state, view
+from saga._engine.worker import WorkerLoop
+from saga.clock import Clock
+from saga.definition import Saga
+from saga.errors import DefinitionError, InvalidInput, SagaIdConflict, UnknownSagaName
+from saga.operators import actions as operator
+from saga.operators import fork as forking
+from saga.policies import LONGEST
+from saga.secrets.sealing import same_input, stored_input
+from saga.state import SagaStatus, SagaView, fold
+from saga.store.base import EventLog, SagaSummary, StoredEvent, check_saga_id
+from saga.text import article
 
 __all__ = ["Coordinator"]
 
@@ -368,14 +369,14 @@ class Coordinator:
              by: str | None = None) -> SagaView:
         """Mark the saga's stuck step as done with ``result``, checked against the step's output
         model in the registered definition and its secret fields sealed
-        (:func:`saga.operator.skip`)."""
+        (:func:`saga.operators.actions.skip`)."""
         return operator.skip(self.store, self.clock, saga_id, step, result=result,
                              sagas=self.sagas, reason=reason, by=by)
 
     def fork(self, saga_id: str, *, from_step: str, input: Any = forking.SAME_INPUT,
              new_id: str | None = None, reason: str = "", by: str | None = None) -> str:
         """Start a fork of the saga that runs from ``from_step``, checked against the registered
-        definition (:func:`saga.fork.fork`); returns its id."""
+        definition (:func:`saga.operators.fork.fork`); returns its id."""
         return forking.fork(self.store, self.clock, saga_id, from_step=from_step, input=input,
                             sagas=self.sagas, new_id=new_id, reason=reason, by=by)
 

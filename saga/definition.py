@@ -12,11 +12,11 @@ from typing import Any, Generic, TypeVar, overload
 
 from pydantic import BaseModel
 
-from .calls import CallAdapter, CallLog
-from .clock import Clock, SystemClock
-from .codec import InvalidValue, to_json_value
-from .errors import DefinitionError, InvalidInput, PolicyError
-from .policies import Retry, seconds
+from saga.calls import CallAdapter, CallLog
+from saga.clock import Clock, SystemClock
+from saga.codec import InvalidValue, to_json_value
+from saga.errors import DefinitionError, InvalidInput, PolicyError
+from saga.policies import Retry, seconds
 
 __all__ = [
     "DEFAULT_COMPENSATION_RETRY",

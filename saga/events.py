@@ -13,7 +13,7 @@ from typing import Any, ClassVar
 
 from pydantic import BaseModel, ConfigDict, JsonValue
 
-from .calls import Call
+from saga.calls import Call
 
 __all__ = [
     "EVENT_TYPES",

@@ -21,8 +21,8 @@ import tenacity
 from tenacity import RetryCallState
 from tenacity.wait import wait_base
 
-from .errors import PermanentError, PolicyError
-from .text import count
+from saga.errors import PermanentError, PolicyError
+from saga.text import count
 
 __all__ = ["LONGEST", "Retry", "seconds"]
 

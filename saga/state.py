@@ -3,7 +3,7 @@
 Nothing here touches a database, a thread or the clock. :func:`fold` replays
 a log into a :class:`SagaState`; :meth:`SagaState.apply` extends one by an
 event; :meth:`SagaState.view` freezes it into the :class:`SagaView` users see.
-What to do next is :mod:`saga.decide`'s job.
+What to do next is :mod:`saga._engine.decide`'s job.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from datetime import datetime
 from enum import StrEnum
 from typing import Any
 
-from . import events as ev
+from saga import events as ev
 
 __all__ = [
     "NOT_RETRIED",

@@ -20,7 +20,7 @@ Spans (names and attributes are a contract):
 
 Text that may quote a secret the attempt was given (``url.full``, status
 messages, the ``exception`` events' message and stack trace) passes through
-the attempt's mask (``ctx.calls.mask``, see :class:`saga.sealing.Mask`).
+the attempt's mask (``ctx.calls.mask``, see :class:`saga.secrets.sealing.Mask`).
 
 Metrics: ``saga.step.attempts`` (counter) and ``saga.step.duration`` (histogram,
 seconds) by ``saga.name``, ``saga.step.name``, ``saga.step.compensation`` and
@@ -44,11 +44,11 @@ from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
-from .definition import StepContext
-from .state import ErrorInfo
+from saga.definition import StepContext
+from saga.state import ErrorInfo
 
 if TYPE_CHECKING:
-    from .store.base import EventLog
+    from saga.store.base import EventLog
 
 try:
     from opentelemetry import context as _context
@@ -374,9 +374,9 @@ def _observe_sagas(options: CallbackOptions) -> Iterable[Observation]:
 
 
 def _counts(store: EventLog) -> Iterator[tuple[str, str, int]]:
-    from .state import SagaStatus
-    from .stats import saga_counts_query
-    from .store.sql import SqlEventStore
+    from saga.inspection.stats import saga_counts_query
+    from saga.state import SagaStatus
+    from saga.store.sql import SqlEventStore
 
     if isinstance(store, SqlEventStore):  # one aggregate over the index
         with store.engine.connect() as conn:

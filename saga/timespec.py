@@ -5,7 +5,7 @@ from __future__ import annotations
 import re
 from datetime import UTC, datetime, timedelta
 
-from .errors import InvalidInput
+from saga.errors import InvalidInput
 
 __all__ = ["parse_time", "parse_window"]
 

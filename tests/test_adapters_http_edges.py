@@ -16,7 +16,7 @@ import pytest
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, VirtualClock
 from saga import events as ev
 from saga.adapters import Http, HttpBodyTooLarge, HttpError, HttpRejected, InvalidAdapter
-from saga.timeline import show
+from saga.inspection.timeline import show
 
 from .loopback import Reply, Service, services
 

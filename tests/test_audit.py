@@ -17,7 +17,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, VirtualClock
-from saga.audit import AuditRow, Head, HeadBuilder, canonical_json, event_hash, verify
+from saga.inspection.audit import AuditRow, Head, HeadBuilder, canonical_json, event_hash, verify
 from saga.store.schema import JSONData
 
 copy_metadata = sa.MetaData()

@@ -20,7 +20,7 @@ from saga import Coordinator, EventStore, Retry, Saga, StepContext, VirtualClock
 from saga import events as ev
 from saga.adapters import CircuitBreaker, Failover, Hedge, Http
 from saga.errors import DefinitionError
-from saga.timeline import show
+from saga.inspection.timeline import show
 
 from .cli_run import ok
 from .loopback import Reply, Service, services

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 import sqlalchemy as sa
 
-from saga.cli import main
+from saga.cli.command import main
 
 from .cli_run import ROOT
 

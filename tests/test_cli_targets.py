@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 
 from saga import Saga, TargetError
-from saga.cli import load_targets
+from saga.cli.command import load_targets
 
 from .cli_run import error_line, ok, run
 

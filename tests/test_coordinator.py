@@ -22,9 +22,9 @@ from saga import (
     VirtualClock,
 )
 from saga import events as ev
-from saga.fork import fork
-from saga.operator import skip
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
+from saga.operators.actions import skip
+from saga.operators.fork import fork
 from tests.helpers import WorkerDied, check_log_invariants, logged, of_type, open_store, snapshot, types
 
 

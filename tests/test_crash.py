@@ -21,7 +21,7 @@ from pathlib import Path
 import pytest
 
 from saga import Coordinator, EventStore, SagaNotFound, SagaStatus, StoredEvent
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 
 from .procs.invariants import lost_attempts, open_attempts, saga_problems
 from .procs.ledger import Ledger

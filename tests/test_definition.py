@@ -22,7 +22,7 @@ from saga import (
     UnknownSagaName,
     VirtualClock,
 )
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 from tests.helpers import WorkerDied, loose, open_store, snapshot
 
 

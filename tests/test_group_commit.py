@@ -13,7 +13,7 @@ import sqlalchemy as sa
 
 from saga import ConcurrencyError, Coordinator, EventStore, LeaseHeld, Saga, SagaStatus
 from saga import events as ev
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 from saga.store.postgres import PostgresEventStore
 
 pytestmark = pytest.mark.postgres

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from saga import Coordinator, EventStore, Saga, StepContext, StoreError, VirtualClock
-from saga.audit import Head, event_hash
+from saga.inspection.audit import Head, event_hash
 from saga.store import migrate
 from saga.store.queries import audit_head
 from saga.store.sql import SqlEventStore
@@ -291,7 +291,7 @@ def test_a_log_hashed_before_recorded_at_was_still_verifies_and_grows(
 def test_sagas_written_in_bulk_have_their_times_hashed(sql_url: str) -> None:
     from saga import SagaStatus
     from saga import events as ev
-    from saga.store.bulk import BulkSaga, write_sagas
+    from saga.store.loading import BulkSaga, write_sagas
 
     at = datetime(2030, 1, 1, 12, 0, 0, 123457, tzinfo=UTC)
     with open_store(sql_url) as store:

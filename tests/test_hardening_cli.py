@@ -15,7 +15,7 @@ import pytest
 import sqlalchemy as sa
 
 from saga import EventStore, VirtualClock
-from saga.bulk import Filters, select
+from saga.operators.bulk import Filters, select
 from tests.cli_run import SAGA, error_line, ok, run
 from tests.fixtures import ops_sagas
 from tests.helpers import snapshot

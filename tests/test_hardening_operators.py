@@ -21,11 +21,11 @@ from saga import (
     VirtualClock,
 )
 from saga import events as ev
-from saga.check import check
-from saga.fork import fork
-from saga.operator import skip
-from saga.sealing import stored_input
-from saga.secrets import ENV_VAR, MASK, EncryptionKeyMissing, generate_key
+from saga.operators.actions import skip
+from saga.operators.check import check
+from saga.operators.fork import fork
+from saga.secrets.keys import ENV_VAR, MASK, EncryptionKeyMissing, generate_key
+from saga.secrets.sealing import stored_input
 from tests.cli_run import error_line, ok, run
 from tests.fixtures.sealed_ops import PASSWORD, TOKEN_PREFIX, Account, vault
 from tests.helpers import snapshot

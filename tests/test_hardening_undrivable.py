@@ -31,7 +31,7 @@ from saga import (
     StepContext,
     VirtualClock,
 )
-from saga.secrets import ENV_VAR, generate_key
+from saga.secrets.keys import ENV_VAR, generate_key
 from saga.store.queries import list_sagas
 from tests.cli_run import ROOT, SAGA
 from tests.helpers import loose, of_type, open_store

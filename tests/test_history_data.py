@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, StoredEvent, VirtualClock
-from saga.history import timeline
+from saga.inspection.history import timeline
 from tests.helpers import WorkerDied, open_store
 
 _OUTCOMES = {"StepSucceeded": "succeeded", "StepCompensated": "succeeded"}

@@ -15,9 +15,9 @@ import pytest
 import sqlalchemy as sa
 
 from saga import Coordinator, EventStore, InvalidInput, StoredEvent, VirtualClock
-from saga.audit import Head, HeadBuilder, event_hash
-from saga.cli import main
-from saga.history import timeline
+from saga.cli.command import main
+from saga.inspection.audit import Head, HeadBuilder, event_hash
+from saga.inspection.history import timeline
 from saga.store.queries import (
     audit_head,
     audit_verify,
@@ -346,7 +346,7 @@ def test_export_streams_in_flat_memory(sqlite_url: str) -> None:
 
     from saga import SagaStatus
     from saga import events as ev
-    from saga.store.bulk import BulkSaga, write_sagas
+    from saga.store.loading import BulkSaga, write_sagas
 
     t = datetime(2030, 1, 1).astimezone()
     blob = "x" * 2000

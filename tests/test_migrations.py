@@ -103,7 +103,7 @@ def _hashes(conn: sa.Connection) -> dict[tuple[str, int], str]:
 
 def _v1_hashes(rows: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
     """The hashes revision 0002 gives events (version 1: without their recording time)."""
-    from saga.audit import event_hash
+    from saga.inspection.audit import event_hash
 
     out: dict[tuple[str, int], str] = {}
     for r in rows:

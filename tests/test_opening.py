@@ -13,7 +13,7 @@ import pytest
 import sqlalchemy as sa
 
 from saga import EventStore, InvalidInput, SagaNotFound, StoreError
-from saga.cli import main
+from saga.cli.command import main
 from saga.store.base import SchemaMode
 from tests.conftest import postgres_admin_url
 

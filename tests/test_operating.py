@@ -22,10 +22,10 @@ from saga import (
     VirtualClock,
 )
 from saga import events as ev
-from saga.bulk import Filters, act, select
-from saga.check import check
-from saga.fork import fork
-from saga.operator import default_by, skip
+from saga.operators.actions import default_by, skip
+from saga.operators.bulk import Filters, act, select
+from saga.operators.check import check
+from saga.operators.fork import fork
 from saga.store import queries
 from saga.store.base import StoredEvent
 from tests.fixtures import ops_sagas

@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 from saga import EventStore, SagaStatus
 from saga import events as ev
-from saga.store.faults import is_transient
+from saga.store.transient import is_transient
 
 pytestmark = pytest.mark.postgres
 

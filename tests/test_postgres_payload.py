@@ -12,7 +12,7 @@ from __future__ import annotations
 import pytest
 
 from saga import Coordinator, EventStore, PayloadTooLarge, Retry, Saga, SagaStatus, StepContext
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 
 LIMIT = 10_000
 

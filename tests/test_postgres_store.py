@@ -15,7 +15,7 @@ import sqlalchemy as sa
 
 from saga import ConcurrencyError, Coordinator, EventStore, Saga, SagaStatus, StepContext, VirtualClock
 from saga import events as ev
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 from saga.store.postgres import DatabaseClock, PostgresEventStore
 
 pytestmark = pytest.mark.postgres

@@ -20,7 +20,7 @@ import pytest
 import sqlalchemy as sa
 
 from saga import Coordinator, EventLog, EventStore, Retry, Saga, SagaStatus, StepContext
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 from saga.store.postgres import PostgresEventStore
 
 from .postgres_worker import build_sagas, effect_counts, ledger_lines

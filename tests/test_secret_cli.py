@@ -13,7 +13,7 @@ from pathlib import Path
 import pytest
 
 from saga import EventStore, SagaStatus
-from saga.secrets import ENV_VAR, MASK, KeyRing, generate_key
+from saga.secrets.keys import ENV_VAR, MASK, KeyRing, generate_key
 from tests.cli_run import ROOT, SAGA
 from tests.fixtures.secret_sagas import CARD, PIN, TOKEN_PREFIX
 from tests.test_secret_fields import assert_no_secret, raw_log, seen

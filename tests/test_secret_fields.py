@@ -30,8 +30,8 @@ from saga import (
     SagaStatus,
     StepContext,
 )
-from saga.sealing import redacted
-from saga.secrets import (
+from saga.inspection.timeline import show, stream
+from saga.secrets.keys import (
     ENV_VAR,
     MASK,
     EncryptionKeyMissing,
@@ -40,7 +40,7 @@ from saga.secrets import (
     generate_key,
     key_id,
 )
-from saga.timeline import show, stream
+from saga.secrets.sealing import redacted
 from tests.fixtures.secret_sagas import CARD, PIN, TOKEN_PREFIX, pay
 
 SECRETS = (CARD, PIN.decode(), TOKEN_PREFIX)

@@ -16,7 +16,7 @@ from hypothesis import strategies as st
 from pydantic import BaseModel, SecretBytes, SecretStr
 
 from saga import InvalidInput, SagaError
-from saga.secrets import (
+from saga.secrets.keys import (
     ENV_VAR,
     MASK,
     EncryptionKeyMissing,
@@ -250,7 +250,7 @@ def test_a_new_process_with_the_key_in_its_environment_reads_the_real_secret(tmp
     script = (
         "import json, sys\n"
         "from tests.test_secrets import Booking\n"
-        "from saga.secrets import KeyRing, load_secret_json\n"
+        "from saga.secrets.keys import KeyRing, load_secret_json\n"
         "data = json.load(open(sys.argv[1]))\n"
         "b = load_secret_json(Booking, data, keys=KeyRing.from_env(), context='s/input')\n"
         "print(b.card.number.get_secret_value())\n"

@@ -16,8 +16,8 @@ from typing import Any
 import pytest
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, StoredEvent
-from saga.colour import paint, wanted
-from saga.timeline import show
+from saga.cli.colour import paint, wanted
+from saga.inspection.timeline import show
 from tests.cli_run import ROOT, SAGA
 
 _START = {"StepAttemptStarted": False, "CompensationAttemptStarted": True}
@@ -51,7 +51,7 @@ def _saga() -> Saga:
 
 
 def expected(events: list[StoredEvent]) -> list[dict[str, Any]]:
-    """The attempts of a log, worked out from its raw rows (not through saga.history)."""
+    """The attempts of a log, worked out from its raw rows (not through saga.inspection.history)."""
     attempts: list[dict[str, Any]] = []
     for e in events:
         d = e.data

@@ -10,7 +10,7 @@ import httpx
 from pydantic import BaseModel, SecretStr
 
 from saga import Coordinator, EventStore, Retry, Saga, StepContext
-from saga.secrets import KeyRing, dump_secret_json, generate_key
+from saga.secrets.keys import KeyRing, dump_secret_json, generate_key
 from tests.cli_run import ok
 from tests.ui_log import free_port, serving
 

@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 
 from saga import InvalidInput, TargetError
-from saga.cli import load_targets
-from saga.simulate import add_arguments, choose, run
+from saga.cli.command import load_targets
+from saga.cli.simulate import add_arguments, choose, run
 from tests.cli_run import ROOT, SAGA, error_line, ok
 
 TARGET = "tests.fixtures.simulate_sagas"

@@ -7,7 +7,7 @@ import json
 import pytest
 
 from saga import InvalidInput, Saga
-from saga.cli import load_targets
+from saga.cli.command import load_targets
 from saga.simulate import Fixed, Scenario, build_report, simulate
 from tests.fixtures.simulate_sagas import hurried, slow, trip
 

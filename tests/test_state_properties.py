@@ -21,8 +21,8 @@ from hypothesis import strategies as st
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, SagaStatus, StepContext, VirtualClock
 from saga import events as ev
-from saga.decide import Record, Rest, StartAttempt, Wait, attempt_outcome, decide
-from saga.reading import load_state
+from saga._engine.decide import Record, Rest, StartAttempt, Wait, attempt_outcome, decide
+from saga._engine.reading import load_state
 from saga.state import ErrorInfo, SagaState, fold
 from tests.helpers import Logged, WorkerDied, check_log_invariants, logged
 

@@ -17,7 +17,7 @@ import pytest
 import sqlalchemy as sa
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, StoredEvent, VirtualClock
-from saga.stats import PERCENTILES, Stats, compute_stats, nearest_rank
+from saga.inspection.stats import PERCENTILES, Stats, compute_stats, nearest_rank
 from saga.store.schema import attempts
 from saga.store.sql import SqlEventStore
 from tests.helpers import WorkerDied

@@ -19,7 +19,7 @@ from saga import (
     StoredEvent,
 )
 from saga import events as ev
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 
 T0 = datetime(2030, 1, 1, tzinfo=UTC)
 

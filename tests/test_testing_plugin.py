@@ -162,8 +162,8 @@ def test_fail_with_a_permanent_error_compensates_and_compensations_can_fail_too(
     assert ran == ["charge #1", "refund #3"]
     comp_failures = _of_type(saga_coordinator, "o2", ev.CompensationAttemptFailed)
     assert [(f.error_type, f.message) for f in comp_failures] == [
-        ("saga.testing.faults.InjectedFailure", "failure injected into charge (compensation) (1 of 2)"),
-        ("saga.testing.faults.InjectedFailure", "failure injected into charge (compensation) (2 of 2)"),
+        ("saga.testing.injection.InjectedFailure", "failure injected into charge (compensation) (1 of 2)"),
+        ("saga.testing.injection.InjectedFailure", "failure injected into charge (compensation) (2 of 2)"),
     ]
     saga_coordinator.assert_history("o2", [
         "SagaStarted",

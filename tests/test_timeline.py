@@ -12,8 +12,8 @@ from hypothesis import strategies as st
 
 from saga import EventStore, SagaStatus
 from saga import events as ev
+from saga.inspection.timeline import render, show, stream
 from saga.text import escape, shorten
-from saga.timeline import render, show, stream
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DASH = "\N{EN DASH}"

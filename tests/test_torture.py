@@ -37,7 +37,7 @@ from typing import Any, TextIO
 import pytest
 
 from saga import Coordinator, EventStore, SagaStatus, StoredEvent
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 
 from .procs.invariants import ledger_problems, log_problems, lost_attempts, saga_problems
 from .procs.ledger import Effect, Ledger

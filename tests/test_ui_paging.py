@@ -18,8 +18,8 @@ import pytest
 
 from saga import EventStore, SagaStatus
 from saga import events as ev
-from saga.history import timeline
-from saga.store.bulk import BulkSaga, write_sagas
+from saga.inspection.history import timeline
+from saga.store.loading import BulkSaga, write_sagas
 from saga.store.sql import SqlEventStore
 from saga.ui.data import PAGE_ATTEMPTS
 from tests.cli_run import SAGA

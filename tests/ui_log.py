@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pydantic import BaseModel, SecretStr
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, VirtualClock
-from saga.secrets import KeyRing, dump_secret_json, generate_key
+from saga.secrets.keys import KeyRing, dump_secret_json, generate_key
 
 EVIL_ID = '<script>window.pwned = "id"</script>'
 EVIL_MESSAGE = '<script>window.pwned = "message"</script><img src=x onerror="window.pwned=1">'

@@ -1,7 +1,7 @@
 """The log as data: hash-chained events, append-only on SQLite too, attempts, failed steps.
 
 - ``saga_events.hash``: every event's SHA-256 chained to the previous event of
-  its saga (:func:`saga.audit.event_hash`), filled in for the events already
+  its saga (:func:`saga.inspection.audit.event_hash`), filled in for the events already
   there, then required.
 - SQLite refuses ``UPDATE`` and ``DELETE`` on ``saga_events`` with triggers
   (PostgreSQL's trigger has done so since the first revision).
@@ -21,8 +21,8 @@ import sqlalchemy as sa
 from alembic import op
 from sqlalchemy.dialects import postgresql
 
-from saga.audit import event_hash
-from saga.stats import ATTEMPT_COLUMNS, attempts_from_events
+from saga.inspection.audit import event_hash
+from saga.inspection.stats import ATTEMPT_COLUMNS, attempts_from_events
 
 revision = "0002"
 down_revision = "0001"

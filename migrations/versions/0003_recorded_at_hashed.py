@@ -3,7 +3,7 @@
 - ``saga_events.hash_version``: 1 for every event already there (its hash
   leaves ``recorded_at`` out, and stays as it is, so a head taken before
   still holds), 2 for the events written from now on, whose hash covers
-  ``recorded_at`` too (:func:`saga.audit.event_hash`).
+  ``recorded_at`` too (:func:`saga.inspection.audit.event_hash`).
 - SQLite refuses an insert whose ``(saga_id, seq)`` or ``position`` is taken:
   ``INSERT OR REPLACE`` and ``REPLACE INTO`` would delete the old row without
   firing the ``DELETE`` trigger (unless ``recursive_triggers`` is on).

@@ -7,17 +7,16 @@ happened beside what the retry policies predict analytically.
     print(report.table())
 """
 
-from .command import add_arguments, add_parser, choose, command, run
-from .distributions import Distribution, Empirical, Exponential, Fixed, LogNormal, Uniform
-from .fromlog import LogProfile, StepProfile, read_profile
-from .intervals import mean_interval, percentile, percentile_interval, wilson
-from .measure import Figure, Summary, summarise
-from .model import CallModel
-from .plot import PlotUnavailable, check_plot_path, draw, plot, require_matplotlib
-from .predict import Effect, SagaPrediction, StepPrediction, predict
-from .report import Disagreement, Report, build_report
-from .runner import Measurements, SagaRun, SimulatedFault, StepRun, simulate
-from .spec import Scenario, parse_distribution, parse_policy
+from saga.simulate.distributions import Distribution, Empirical, Exponential, Fixed, LogNormal, Uniform
+from saga.simulate.fromlog import LogProfile, StepProfile, read_profile
+from saga.simulate.intervals import mean_interval, percentile, percentile_interval, wilson
+from saga.simulate.measure import Figure, Summary, summarise
+from saga.simulate.model import CallModel
+from saga.simulate.plot import PlotUnavailable, check_plot_path, draw, plot, require_matplotlib
+from saga.simulate.predict import Effect, SagaPrediction, StepPrediction, predict
+from saga.simulate.report import Disagreement, Report, build_report
+from saga.simulate.runner import Measurements, SagaRun, SimulatedFault, StepRun, simulate
+from saga.simulate.spec import Scenario, parse_distribution, parse_policy
 
 __all__ = [
     "CallModel",
@@ -42,12 +41,8 @@ __all__ = [
     "StepRun",
     "Summary",
     "Uniform",
-    "add_arguments",
-    "add_parser",
     "build_report",
     "check_plot_path",
-    "choose",
-    "command",
     "draw",
     "mean_interval",
     "parse_distribution",
@@ -58,7 +53,6 @@ __all__ = [
     "predict",
     "read_profile",
     "require_matplotlib",
-    "run",
     "simulate",
     "summarise",
     "wilson",

@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from math import fsum
 from statistics import NormalDist
 
-from ..text import count
+from saga.text import count
 
 __all__ = ["LONGEST", "Distribution", "Empirical", "Exponential", "Fixed", "LogNormal", "Uniform"]
 

@@ -1,6 +1,6 @@
 """``--from-log``: each step's failure rate and attempt durations, as production's log has them.
 
-The figures are read with the statements ``saga stats`` runs (:mod:`saga.stats`),
+The figures are read with the statements ``saga stats`` runs (:mod:`saga.inspection.stats`),
 over the same source of one row per attempt, so the simulator and the
 statistics never disagree about what the log says:
 
@@ -20,14 +20,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..definition import Saga
-from ..errors import InvalidInput
-from ..stats import StepStats, compute_stats
-from ..store import EventStore, redact, schema
-from ..text import count
-from .distributions import Distribution, Empirical
-from .intervals import wilson
-from .spec import Scenario
+from saga.definition import Saga
+from saga.errors import InvalidInput
+from saga.inspection.stats import StepStats, compute_stats
+from saga.simulate.distributions import Distribution, Empirical
+from saga.simulate.intervals import wilson
+from saga.simulate.spec import Scenario
+from saga.store import EventStore, redact, schema
+from saga.text import count
 
 __all__ = ["LogProfile", "StepProfile", "attempts_source", "read_profile"]
 
@@ -122,7 +122,7 @@ def read_profile(url: str, saga: Saga, *, since: datetime | None = None) -> LogP
     way, or its log holds no attempt of a step of ``saga``; opening it
     writes nothing.
     """
-    from ..store.sql import SqlEventStore
+    from saga.store.sql import SqlEventStore
 
     with EventStore(url, schema="require") as store:
         if not isinstance(store, SqlEventStore):

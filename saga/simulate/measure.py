@@ -5,8 +5,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from statistics import fmean
 
-from .intervals import mean_interval, percentile, percentile_interval, wilson
-from .runner import Measurements
+from saga.simulate.intervals import mean_interval, percentile, percentile_interval, wilson
+from saga.simulate.runner import Measurements
 
 __all__ = ["QUANTILES", "Figure", "Summary", "summarise"]
 

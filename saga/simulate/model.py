@@ -11,7 +11,7 @@ import hashlib
 import random
 from dataclasses import dataclass
 
-from .distributions import Distribution, Fixed
+from saga.simulate.distributions import Distribution, Fixed
 
 __all__ = ["AttemptDraw", "CallModel", "seeded"]
 

@@ -10,13 +10,13 @@ import os
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from ..errors import InvalidInput, SagaError
-from ..text import count
+from saga.errors import InvalidInput, SagaError
+from saga.text import count
 
 if TYPE_CHECKING:
     from matplotlib.figure import Figure
 
-    from .report import Report
+    from saga.simulate.report import Report
 
 __all__ = ["PlotUnavailable", "check_plot_path", "draw", "plot", "require_matplotlib"]
 

@@ -20,11 +20,11 @@ import math
 import random
 from dataclasses import dataclass, field, replace
 
-from ..definition import Saga
-from ..policies import Retry
-from .intervals import percentile
-from .model import CallModel, seeded
-from .spec import Scenario
+from saga.definition import Saga
+from saga.policies import Retry
+from saga.simulate.intervals import percentile
+from saga.simulate.model import CallModel, seeded
+from saga.simulate.spec import Scenario
 
 __all__ = ["Effect", "SagaPrediction", "StepPrediction", "nominal_delays", "predict"]
 

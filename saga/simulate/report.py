@@ -7,10 +7,10 @@ import math
 from dataclasses import dataclass
 from typing import Any
 
-from ..text import count
-from .measure import QUANTILES, Figure, Summary, summarise
-from .predict import Effect, SagaPrediction, predict
-from .runner import Measurements
+from saga.simulate.measure import QUANTILES, Figure, Summary, summarise
+from saga.simulate.predict import Effect, SagaPrediction, predict
+from saga.simulate.runner import Measurements
+from saga.text import count
 
 __all__ = ["Disagreement", "Report", "build_report"]
 

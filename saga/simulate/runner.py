@@ -14,14 +14,14 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-from ..clock import VirtualClock
-from ..coordinator import Coordinator
-from ..definition import Saga, StepContext
-from ..errors import InvalidInput
-from ..store import EventStore
-from ..text import count
-from .model import CallModel, seeded
-from .spec import Scenario
+from saga.clock import VirtualClock
+from saga.coordinator import Coordinator
+from saga.definition import Saga, StepContext
+from saga.errors import InvalidInput
+from saga.simulate.model import CallModel, seeded
+from saga.simulate.spec import Scenario
+from saga.store import EventStore
+from saga.text import count
 
 __all__ = ["Measurements", "SagaRun", "SimulatedFault", "StepRun", "simulate"]
 

@@ -11,12 +11,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
 
-from ..definition import Saga
-from ..errors import InvalidInput, PolicyError
-from ..policies import Retry
-from ..text import count
-from .distributions import LONGEST, Distribution, Exponential, Fixed, LogNormal, Uniform
-from .model import CallModel
+from saga.definition import Saga
+from saga.errors import InvalidInput, PolicyError
+from saga.policies import Retry
+from saga.simulate.distributions import LONGEST, Distribution, Exponential, Fixed, LogNormal, Uniform
+from saga.simulate.model import CallModel
+from saga.text import count
 
 __all__ = [
     "Scenario",

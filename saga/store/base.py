@@ -14,11 +14,11 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
-from .. import events as ev
-from ..clock import Clock, SystemClock, Wakeup
-from ..errors import InvalidInput, PayloadTooLarge
-from ..secrets import KeyRing, resolve_key_ring
-from ..state import SagaStatus
+from saga import events as ev
+from saga.clock import Clock, SystemClock, Wakeup
+from saga.errors import InvalidInput, PayloadTooLarge
+from saga.secrets.keys import KeyRing, resolve_key_ring
+from saga.state import SagaStatus
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD", "EventLog", "EventStore", "SagaSummary", "SchemaMode", "StoredEvent",
@@ -56,7 +56,7 @@ class StoredEvent:
     position: int | None = None
     schema_version: int = 1
     hash: str | None = None
-    """SHA-256 chaining this event to the previous one of its saga (see :mod:`saga.audit`)."""
+    """SHA-256 chaining this event to the previous one of its saga (see :mod:`saga.inspection.audit`)."""
     _event: ev.Event | None = field(default=None, repr=False, compare=False)
 
     @property
@@ -285,7 +285,7 @@ class EventStore(EventLog):
     schema is behind is refused until ``saga db upgrade`` runs, and one from a
     newer version of this library is refused as such.
     ``encryption_key`` (text as in ``$SAGA_ENCRYPTION_KEY``, which is read
-    when it is not given) seals secret fields (see :mod:`saga.secrets`).
+    when it is not given) seals secret fields (see :mod:`saga.secrets.keys`).
     ``max_payload`` bounds the JSON size of one event (inputs, outputs,
     errors): larger ones raise :class:`~saga.PayloadTooLarge` before anything
     is written. Bad URLs and databases that cannot be opened raise
@@ -295,7 +295,7 @@ class EventStore(EventLog):
     def __new__(cls, url: str | None = None, *args: Any, **kwargs: Any) -> EventStore:
         backend: type[EventStore] = cls
         if cls is EventStore:
-            from .registry import backend_for
+            from saga.store.registry import backend_for
 
             backend = backend_for(url, EventStore)
         return super().__new__(backend)
@@ -326,7 +326,7 @@ class EventStore(EventLog):
         raise NotImplementedError
 
     def __repr__(self) -> str:
-        from .urls import redact
+        from saga.store.urls import redact
 
         return f"{type(self).__name__}({redact(self.url)!r})"
 

@@ -12,8 +12,8 @@ import threading
 from collections.abc import Sequence
 from typing import Any, Generic, TypeVar
 
-from .. import events as ev
-from ..audit import event_hash
+from saga import events as ev
+from saga.inspection.audit import event_hash
 
 __all__ = ["AttemptRows", "HashCache", "attempt_rows", "chain", "failed_step_of"]
 
@@ -23,7 +23,7 @@ V = TypeVar("V")
 def chain(rows: Sequence[dict[str, Any]], datas: Sequence[Any], previous: str | None) -> str | None:
     """Set ``row["hash"]`` on each event row (``saga_id``, ``seq``, ``type``, ``schema_version``,
     ``recorded_at``; ``datas``: the events' data as JSON values), chained from ``previous``, as
-    hash version :data:`~saga.audit.HASH_VERSION`; returns the last hash."""
+    hash version :data:`~saga.inspection.audit.HASH_VERSION`; returns the last hash."""
     for row, data in zip(rows, datas, strict=True):
         previous = row["hash"] = event_hash(row["saga_id"], row["seq"], row["type"],
                                             row["schema_version"], data, previous,
@@ -38,7 +38,7 @@ AttemptRows = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 def attempt_rows(saga_id: str, batch: Sequence[ev.Event]) -> AttemptRows:
     """The attempts ``batch`` starts (whole rows, ended too if it ends them) and the attempts it
     ends that earlier appends started (keyed rows with the outcome), as
-    :func:`saga.stats.attempts_from_events` derives them from the events."""
+    :func:`saga.inspection.stats.attempts_from_events` derives them from the events."""
     started: dict[tuple[bool, str, int], dict[str, Any]] = {}
     ended: list[dict[str, Any]] = []
     for e in batch:

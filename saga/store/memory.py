@@ -15,12 +15,12 @@ from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 
-from .. import events as ev
-from ..audit import event_hash
-from ..errors import ConcurrencyError, InvalidInput, LeaseHeld, SagaNotFound
-from ..secrets import KeyRing
-from ..state import SagaStatus
-from .base import (
+from saga import events as ev
+from saga.errors import ConcurrencyError, InvalidInput, LeaseHeld, SagaNotFound
+from saga.inspection.audit import event_hash
+from saga.secrets.keys import KeyRing
+from saga.state import SagaStatus
+from saga.store.base import (
     DEFAULT_MAX_PAYLOAD,
     EventStore,
     SagaSummary,

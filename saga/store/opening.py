@@ -8,10 +8,10 @@ from contextlib import AbstractContextManager
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from ..errors import SagaError, SagaNotFound, StoreError
-from .faults import first_line
-from .schema import HEAD
-from .urls import redact
+from saga.errors import SagaError, SagaNotFound, StoreError
+from saga.store.schema import HEAD
+from saga.store.transient import first_line
+from saga.store.urls import redact
 
 __all__ = ["SchemaChecks"]
 
@@ -59,7 +59,7 @@ class SchemaChecks:
                 raise StoreError(f"the database at {where} holds other tables and no saga log")
             raise SagaNotFound(f"no saga log in the database at {where} (nothing has been started "
                                "there)")
-        from .migrate import upgrade
+        from saga.store.migrate import upgrade
 
         with self._write() as conn:
             self._lock_for_migration(conn)
@@ -85,7 +85,7 @@ class SchemaChecks:
     @staticmethod
     def _mismatch(current: str) -> str:
         """Why a database at schema revision ``current`` (not ``HEAD``) cannot be used."""
-        from .migrate import is_known
+        from saga.store.migrate import is_known
 
         if not is_known(current):
             return _newer(current)
@@ -94,7 +94,7 @@ class SchemaChecks:
 
     def upgrade(self) -> str:
         """Apply every pending migration; returns the revision the database is now at."""
-        from .migrate import is_known, upgrade
+        from saga.store.migrate import is_known, upgrade
 
         try:
             with self._write() as conn:

@@ -24,14 +24,14 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from .. import audit
-from ..errors import InvalidInput, SagaNotFound, StoreError
-from ..state import SagaStatus
-from ..stats import Stats, compute_stats
-from .base import EventLog, SagaSummary, StoredEvent
-from .schema import attempts, events, sagas
-from .sql import SqlEventStore
-from .statements import from_ts
+from saga.errors import InvalidInput, SagaNotFound, StoreError
+from saga.inspection import audit
+from saga.inspection.stats import Stats, compute_stats
+from saga.state import SagaStatus
+from saga.store.base import EventLog, SagaSummary, StoredEvent
+from saga.store.schema import attempts, events, sagas
+from saga.store.sql import SqlEventStore
+from saga.store.statements import from_ts
 
 __all__ = [
     "ExportRow", "SagaPage", "SagaRow", "audit_head", "audit_verify", "export_events",
@@ -219,7 +219,7 @@ def _snapshot(store: SqlEventStore) -> Iterator[sa.Connection]:
 
 def saga_stats(store: EventLog, *, name: str | None = None, since: datetime | None = None,
                top: int = 10) -> Stats:
-    """:func:`saga.stats.compute_stats` over the store's log, read from ``saga_attempts`` in
+    """:func:`saga.inspection.stats.compute_stats` over the store's log, read from ``saga_attempts`` in
     one snapshot. Raises :class:`~saga.InvalidInput` on a store without SQL."""
     if not isinstance(store, SqlEventStore):
         raise InvalidInput("statistics are computed in SQL: they need a SQLite or PostgreSQL "
@@ -272,7 +272,7 @@ def _exported(e: StoredEvent) -> ExportRow:
 
 
 def _by_saga_id(conn: sa.Connection, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
-    """``column`` ordered in code point order, as :mod:`saga.audit` needs."""
+    """``column`` ordered in code point order, as :mod:`saga.inspection.audit` needs."""
     return column.collate("C") if conn.dialect.name == "postgresql" else column
 
 
@@ -334,7 +334,7 @@ HEAD_WAIT = 30.0
 
 
 def audit_head(store: EventLog, *, wait: float = HEAD_WAIT) -> audit.Head:
-    """A :class:`~saga.audit.Head` of the log as it is: a digest over every saga's last event,
+    """A :class:`~saga.inspection.audit.Head` of the log as it is: a digest over every saga's last event,
     and the position it covers. Keep ``str(head)`` elsewhere and pass it to
     :func:`audit_verify` later: it still holds once the log has grown.
 

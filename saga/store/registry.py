@@ -12,9 +12,9 @@ import importlib
 import os
 from typing import TypeVar
 
-from ..errors import InvalidInput
-from ..text import article
-from .urls import parse, shorten
+from saga.errors import InvalidInput
+from saga.store.urls import parse, shorten
+from saga.text import article
 
 T = TypeVar("T")
 

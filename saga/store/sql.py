@@ -21,19 +21,12 @@ from typing import Any, ParamSpec, TypeVar
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from .. import events as ev
-from ..errors import (
-    ConcurrencyError,
-    InvalidInput,
-    LeaseHeld,
-    SagaError,
-    SagaNotFound,
-    StoreError,
-)
-from ..secrets import KeyRing
-from ..state import SagaStatus
-from . import statements as q
-from .base import (
+from saga import events as ev
+from saga.errors import ConcurrencyError, InvalidInput, LeaseHeld, SagaError, SagaNotFound, StoreError
+from saga.secrets.keys import KeyRing
+from saga.state import SagaStatus
+from saga.store import statements as q
+from saga.store.base import (
     DEFAULT_MAX_PAYLOAD,
     EventStore,
     SagaSummary,
@@ -43,10 +36,10 @@ from .base import (
     check_saga_id,
     encoded,
 )
-from .chain import HashCache, attempt_rows, chain, failed_step_of
-from .faults import first_line, retrying
-from .opening import SchemaChecks
-from .schema import events, sagas
+from saga.store.chain import HashCache, attempt_rows, chain, failed_step_of
+from saga.store.opening import SchemaChecks
+from saga.store.schema import events, sagas
+from saga.store.transient import first_line, retrying
 
 __all__ = ["Append", "SqlEventStore", "refusal", "stored_event", "translated"]
 
@@ -60,7 +53,7 @@ def translated(fn: Callable[P, T]) -> Callable[P, T]:
     """Retry transient faults, then re-raise driver errors as ``StoreError`` (ours pass through).
 
     The method runs whole again after a transient fault (see
-    :mod:`saga.store.faults`), so it must be one transaction, or safe to repeat.
+    :mod:`saga.store.transient`), so it must be one transaction, or safe to repeat.
     """
 
     @functools.wraps(fn)

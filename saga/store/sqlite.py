@@ -30,14 +30,14 @@ from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.pool import StaticPool
 
-from ..audit import HASH_VERSION
-from ..errors import InvalidInput, SagaNotFound
-from . import statements as q
-from .base import StoredEvent, check_page, wake_kept
-from .chain import HashCache, chain
-from .schema import events, sagas
-from .sql import Append, SqlEventStore, refusal, stored_event, translated
-from .urls import parse, redact
+from saga.errors import InvalidInput, SagaNotFound
+from saga.inspection.audit import HASH_VERSION
+from saga.store import statements as q
+from saga.store.base import StoredEvent, check_page, wake_kept
+from saga.store.chain import HashCache, chain
+from saga.store.schema import events, sagas
+from saga.store.sql import Append, SqlEventStore, refusal, stored_event, translated
+from saga.store.urls import parse, redact
 
 __all__ = ["SQLiteEventStore"]
 

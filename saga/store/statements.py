@@ -13,9 +13,9 @@ from typing import Any
 
 import sqlalchemy as sa
 
-from ..state import SagaStatus
-from .base import SagaSummary
-from .schema import events, sagas
+from saga.state import SagaStatus
+from saga.store.base import SagaSummary
+from saga.store.schema import events, sagas
 
 __all__ = [
     "APPEND", "APPEND_FENCED", "APPEND_VARIANTS", "ATTEMPT_END", "ATTEMPT_START", "CREATE",

@@ -7,7 +7,7 @@ import re
 import sqlalchemy as sa
 from sqlalchemy.exc import ArgumentError
 
-from ..errors import InvalidInput
+from saga.errors import InvalidInput
 
 __all__ = ["parse", "redact", "scheme_of", "shorten"]
 

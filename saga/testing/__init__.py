@@ -11,9 +11,9 @@ that provides three fixtures:
   ``run_until_rest``, ``fail``, ``hang`` and ``assert_history``.
 """
 
-from .clock import SagaTestClock
-from .coordinator import SagaDidNotRest, SagaTestCoordinator, load_events
-from .faults import Fault, InjectedFailure
+from saga.testing.coordinator import SagaDidNotRest, SagaTestCoordinator, load_events
+from saga.testing.injection import Fault, InjectedFailure
+from saga.testing.limits import SagaTestClock
 
 __all__ = [
     "Fault",

@@ -7,16 +7,16 @@ from collections.abc import Iterable, Sequence
 from datetime import timedelta
 from typing import Any, Self
 
-from ..coordinator import Coordinator
-from ..definition import Compensation, Saga, Step
-from ..errors import InvalidInput, PolicyError
-from ..events import Event
-from ..policies import seconds
-from ..state import SagaView
-from ..store.base import EventLog, StoredEvent
-from ..text import count
-from .clock import PastHorizon, SagaTestClock
-from .faults import ErrorSpec, Fault, Instrumented
+from saga.coordinator import Coordinator
+from saga.definition import Compensation, Saga, Step
+from saga.errors import InvalidInput, PolicyError
+from saga.events import Event
+from saga.policies import seconds
+from saga.state import SagaView
+from saga.store.base import EventLog, StoredEvent
+from saga.testing.injection import ErrorSpec, Fault, Instrumented
+from saga.testing.limits import PastHorizon, SagaTestClock
+from saga.text import count
 
 __all__ = ["SagaDidNotRest", "SagaTestCoordinator", "load_events"]
 
@@ -42,7 +42,7 @@ class SagaTestCoordinator(Coordinator):
     - :meth:`assert_history` compares a saga's event types with a list and
       shows a diff when they differ.
 
-    Registering a saga instruments its steps (see :mod:`saga.testing.faults`);
+    Registering a saga instruments its steps (see :mod:`saga.testing.injection`);
     :meth:`close` (the fixture calls it after the test) undoes every fault
     and puts the steps' functions back.
     """

@@ -18,9 +18,9 @@ from pathlib import Path
 
 import pytest
 
-from ..store import EventStore
-from .clock import SagaTestClock
-from .coordinator import SagaTestCoordinator
+from saga.store import EventStore
+from saga.testing.coordinator import SagaTestCoordinator
+from saga.testing.limits import SagaTestClock
 
 __all__ = [
     "POSTGRES_ENV",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from ..store.sql import SqlEventStore
+    from saga.store.sql import SqlEventStore
 
 __all__ = ["INSTALL_HINT", "serve"]
 
@@ -28,7 +28,7 @@ def serve(store: SqlEventStore, *, host: str = "127.0.0.1", port: int = 8080) ->
     """
     import uvicorn
 
-    from .app import allowed_hosts, create_app
+    from saga.ui.app import allowed_hosts, create_app
 
     app = create_app(store, hosts=allowed_hosts(host, port))
     uvicorn.run(app, host=host, port=port, log_level="warning", server_header=False)

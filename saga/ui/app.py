@@ -37,11 +37,11 @@ from starlette.staticfiles import StaticFiles
 from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import InvalidInput, SagaNotFound
-from ..store.sql import SqlEventStore
-from ..text import shorten
-from . import chart, data, params
-from .params import Query
+from saga.errors import InvalidInput, SagaNotFound
+from saga.store.sql import SqlEventStore
+from saga.text import shorten
+from saga.ui import chart, data, params
+from saga.ui.params import Query
 
 __all__ = ["CSP", "allowed_hosts", "create_app"]
 

@@ -14,17 +14,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from ..errors import InvalidInput
-from ..history import Attempt, Reader, attempt_at
-from ..sealing import redacted
-from ..secrets import redact_json
-from ..state import SagaStatus
-from ..store import queries
-from ..store.base import EventStore
-from ..store.sql import SqlEventStore
-from ..text import shorten
-from ..timeline import stream
-from .params import Query
+from saga.errors import InvalidInput
+from saga.inspection.history import Attempt, Reader, attempt_at
+from saga.inspection.timeline import stream
+from saga.secrets.keys import redact_json
+from saga.secrets.sealing import redacted
+from saga.state import SagaStatus
+from saga.store import queries
+from saga.store.base import EventStore
+from saga.store.sql import SqlEventStore
+from saga.text import shorten
+from saga.ui.params import Query
 
 __all__ = ["MAX_PAGE", "PAGE_ATTEMPTS", "ListFilters", "Page", "attempt_detail", "list_sagas", "open_store",
            "saga_page", "stats"]

@@ -12,10 +12,10 @@ from __future__ import annotations
 from collections.abc import Collection, Iterable
 from datetime import datetime
 
-from ..errors import InvalidInput
-from ..store.base import check_saga_id
-from ..text import shorten
-from ..timespec import parse_time
+from saga.errors import InvalidInput
+from saga.store.base import check_saga_id
+from saga.text import shorten
+from saga.timespec import parse_time
 
 __all__ = ["MAX_TEXT", "Query", "saga_id"]
 

@@ -9,7 +9,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Mapping, Sequence
 
 from saga import EventLog, SagaStatus, StoredEvent
-from saga.reading import view as read_view
+from saga._engine.reading import view as read_view
 
 from .ledger import Effect
 

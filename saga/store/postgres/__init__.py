@@ -39,7 +39,7 @@ which covers lost notifications and sagas whose lease or backoff runs out.
 
 Faults. Dropped connections, a restarted server, ``pg_terminate_backend``,
 serialization failures and deadlocks are retried, the whole transaction
-again (:mod:`saga.store.faults`); a stale pooled connection fails on first
+again (:mod:`saga.store.transient`); a stale pooled connection fails on first
 use, which is such a fault: the pool drops it and the retry reconnects.
 
 Group commit. Appends from concurrent drives in one process share a
@@ -47,8 +47,8 @@ transaction (:mod:`saga.store.postgres.group`): one statement checks every saga'
 ``seq`` and lease and inserts the events of those that pass.
 """
 
-from .clock import DatabaseClock
-from .notify import CHANNEL, PostgresListener
-from .store import PostgresEventStore
+from saga.store.postgres.notify import CHANNEL, PostgresListener
+from saga.store.postgres.server_clock import DatabaseClock
+from saga.store.postgres.store import PostgresEventStore
 
 __all__ = ["CHANNEL", "DatabaseClock", "PostgresEventStore", "PostgresListener"]

@@ -20,7 +20,7 @@ import weakref
 import psycopg
 from psycopg import sql
 
-from ...clock import Wakeup
+from saga.clock import Wakeup
 
 __all__ = ["CHANNEL", "PostgresListener"]
 

@@ -11,11 +11,11 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-from ...audit import HASH_VERSION
-from ..base import dumps
-from ..sql import Append
-from ..statements import is_due, lease_open, next_wake
-from .notify import CHANNEL
+from saga.inspection.audit import HASH_VERSION
+from saga.store.base import dumps
+from saga.store.postgres.notify import CHANNEL
+from saga.store.sql import Append
+from saga.store.statements import is_due, lease_open, next_wake
 
 __all__ = [
     "BATCH_APPEND", "CLAIM", "CLAIM_LOADED", "CREATE_WITH_EVENTS", "CREATE_WITH_EVENTS_AND_NOTIFY",

@@ -15,18 +15,18 @@ import psycopg
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
-from ...clock import Clock, Wakeup
-from ...errors import InvalidInput, SagaError
-from .. import statements as q
-from ..base import StoredEvent, dumps
-from ..chain import chain
-from ..faults import first_line
-from ..sql import Append, SqlEventStore, translated
-from ..urls import parse
-from . import statements as pg
-from .clock import DatabaseClock
-from .group import GroupCommit, Pending
-from .notify import PostgresListener
+from saga.clock import Clock, Wakeup
+from saga.errors import InvalidInput, SagaError
+from saga.store import statements as q
+from saga.store.base import StoredEvent, dumps
+from saga.store.chain import chain
+from saga.store.postgres import statements as pg
+from saga.store.postgres.group import GroupCommit, Pending
+from saga.store.postgres.notify import PostgresListener
+from saga.store.postgres.server_clock import DatabaseClock
+from saga.store.sql import Append, SqlEventStore, translated
+from saga.store.transient import first_line
+from saga.store.urls import parse
 
 __all__ = ["PostgresEventStore"]
 

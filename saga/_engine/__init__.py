@@ -1,0 +1,1 @@
+"""The engine's internals behind :class:`saga.Coordinator`: drive, decide, execute, leases, worker."""

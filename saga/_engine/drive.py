@@ -1,0 +1,286 @@
+"""Driving one saga until it rests: decide, run, append, while holding its lease.
+
+A :class:`Drive` holds a saga's folded state in two parts: the events already
+in the log (up to :attr:`Drive.persisted`) and the events it decided but has
+not committed yet (:attr:`Drive.pending`). It commits at two points only:
+
+- :meth:`Drive.commit_start`, before an attempt runs: the pending events and
+  the attempt's start, taking (or keeping) the lease, so the start is durable
+  before the step runs;
+- :meth:`Drive.commit_rest`, when the saga rests or waits: the pending events
+  (an outcome, a terminal or waiting state), letting the lease go.
+
+A step's outcome therefore shares a commit with the next attempt's start.
+Every append names the ``seq`` it follows and re-checks the lease, so when
+the log moved on (an operator appended) or an outcome cannot be written as
+it is, the append is refused and :meth:`Drive.reload` folds the log again and
+records the unrecorded outcome on it: that is the only way back.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+
+from saga import events as ev
+from saga import telemetry
+from saga._engine.decide import (
+    Action,
+    Record,
+    Rest,
+    StartAttempt,
+    Wait,
+    attempt_outcome,
+    decide,
+    idempotency_key,
+)
+from saga._engine.execution import Outcome, run_attempt
+from saga._engine.leases import LeaseKeeper
+from saga._engine.reading import load_state
+from saga.calls import CallLog
+from saga.clock import Clock
+from saga.definition import Compensation, Saga, Step, StepContext
+from saga.errors import ConcurrencyError, LeaseHeld, PayloadTooLarge
+from saga.secrets.sealing import attempt_mask, sealed_target, step_input, step_result, step_results
+from saga.state import ErrorInfo, Phase, SagaState
+from saga.store.base import EventLog
+
+__all__ = ["Busy", "Drive", "DriveResult", "Driving"]
+
+log = logging.getLogger("saga")
+
+_MAX_CONFLICTS = 8
+
+
+@dataclass(frozen=True, slots=True)
+class Busy:
+    """Another coordinator holds the saga's lease."""
+
+
+DriveResult = Rest | Wait | Busy
+
+
+@dataclass(frozen=True, slots=True)
+class Driving:
+    """What every drive of one coordinator shares: where it writes, its clock, its lease."""
+
+    store: EventLog
+    clock: Clock
+    owner: str
+    lease: float
+    leases: LeaseKeeper
+    threads: bool = True
+    """Whether an attempt with a time limit runs on a step thread (see :func:`run_attempt`)."""
+
+
+@dataclass(frozen=True, slots=True)
+class _Unrecorded:
+    """An attempt that ran and whose outcome is not in the log yet."""
+
+    attempt: StartAttempt
+    outcome: Outcome
+    at: datetime
+
+
+class Drive:
+    """One saga, driven by one coordinator until it rests, waits, or another holds it.
+
+    ``state`` is the saga's log folded up to ``state.seq``; ``holding`` says
+    whether this coordinator already holds the lease (it claimed the saga, or
+    created it leased).
+    """
+
+    def __init__(self, driving: Driving, saga: Saga, state: SagaState, *, holding: bool) -> None:
+        self.driving = driving
+        self.saga = saga
+        self.state = state
+        self.persisted = state.seq
+        self.pending: list[ev.Event] = []
+        self.holding = holding
+        self.unrecorded: _Unrecorded | None = None
+
+    @property
+    def saga_id(self) -> str:
+        """The id of the saga driven."""
+        return self.state.saga_id
+
+    def run(self, first: StartAttempt | None = None) -> DriveResult:
+        """Drive until the saga rests or waits (or another coordinator holds it).
+
+        With ``first``, that attempt's start is already in the log and is run first.
+        """
+        s = self.state
+        with telemetry.drive(s.saga_id, s.name, s.version, s.trace):
+            return self._run(first)
+
+    def _run(self, first: StartAttempt | None) -> DriveResult:
+        action: Action | None = first
+        started = first is not None
+        conflicts = 0
+        while True:
+            try:
+                return self._until_rest(action, started=started)
+            except LeaseHeld:
+                log.info("saga %s: another coordinator holds the lease; letting go", self.saga_id)
+                return Busy()
+            except PayloadTooLarge as too_big:
+                if not self._fail_unwritable_result(too_big):
+                    raise
+            except ConcurrencyError:
+                conflicts += 1
+                if conflicts > _MAX_CONFLICTS:
+                    raise
+            self.reload()
+            action, started = None, False
+
+    def _until_rest(self, action: Action | None, *, started: bool) -> Rest | Wait:
+        """Decide and act until the saga rests or waits; ``started``: ``action``'s start is
+        already committed."""
+        while True:
+            if action is None:
+                action = decide(self.state, self.saga, self.driving.clock.now())
+            match action:
+                case Record():
+                    self.note(action.events)
+                case StartAttempt():
+                    call = self._call(action)  # before the start is committed: may raise
+                    if not started:
+                        self.commit_start(action)
+                    started = False
+                    self.attempt(action, call)
+                case Wait() | Rest():
+                    self.commit_rest(action)
+                    return action
+            action = None
+
+    # -- transitions ----------------------------------------------------------------------------
+
+    def note(self, events: tuple[ev.Event, ...] | list[ev.Event]) -> None:
+        """Apply decided events to the state; they are committed at the next commit point."""
+        for e in events:
+            self.state.apply(e)
+        self.pending.extend(events)
+
+    def commit_start(self, attempt: StartAttempt) -> None:
+        """Commit the pending events and ``attempt``'s start, holding the lease while it runs."""
+        now = self.driving.clock.now()
+        self.note((attempt.started(now),))
+        self._append(wake_at=now, hold=True, now=now)
+
+    def attempt(self, attempt: StartAttempt, call: _Call) -> None:
+        """Run ``attempt`` (its start is committed) and note the events of its outcome."""
+        began = self.driving.clock.now()
+        with telemetry.attempt(self.saga.version, call.ctx) as done:
+            outcome = call.run(began, self.driving)
+            done(outcome.error)
+        # A timed-out attempt is recorded at its limit, but never before it began (a limit
+        # already past when it started: the saga's deadline).
+        at = self.driving.clock.now() if outcome.at is None else max(outcome.at, began)
+        self.unrecorded = _Unrecorded(attempt, outcome, at)
+        self.note(attempt_outcome(
+            self.state, self.saga, attempt, result=outcome.result, error=outcome.error,
+            calls=outcome.calls, now=at,
+        ))
+
+    def commit_rest(self, action: Wait | Rest) -> None:
+        """Commit the pending events and let the lease go: the saga rests or waits."""
+        if self.pending or self.holding:
+            self._append(wake_at=action.until if isinstance(action, Wait) else None, hold=False)
+
+    def reload(self) -> None:
+        """Fold the log again after a refused append, and note the unrecorded outcome on it.
+
+        If the log already closed that attempt (another coordinator recorded
+        it as lost while its lease had lapsed), the outcome is dropped: the
+        step is in doubt and will be compensated.
+        """
+        self.state = load_state(self.driving.store, self.saga_id)
+        self.persisted, self.pending = self.state.seq, []
+        u, self.unrecorded = self.unrecorded, None
+        if u is None:
+            return
+        s = self.state.steps.get(u.attempt.step)
+        track = None if s is None else (s.compensation if u.attempt.compensation else s.forward)
+        if track is None or track.phase is not Phase.RUNNING or track.attempts != u.attempt.attempt:
+            return
+        self.unrecorded = u
+        self.note(attempt_outcome(
+            self.state, self.saga, u.attempt, result=u.outcome.result, error=u.outcome.error,
+            calls=u.outcome.calls, now=u.at,
+        ))
+
+    def _fail_unwritable_result(self, too_big: PayloadTooLarge) -> bool:
+        """A step's result too large for the log: record the attempt as failed, not retried,
+        and in doubt (the step ran, so its effect is compensated). ``False`` if that is not
+        what was refused."""
+        u = self.unrecorded
+        if u is None or u.outcome.error is not None:
+            return False
+        log.warning("saga %s: step %s: %s", self.saga_id, u.attempt.step, too_big)
+        error = ErrorInfo(type="PayloadTooLarge", message=f"result too large: {too_big}",
+                          retryable=False, lost=True)
+        self.unrecorded = _Unrecorded(u.attempt, Outcome(error=error, calls=u.outcome.calls), u.at)
+        return True
+
+    def _append(self, *, wake_at: datetime | None, hold: bool, now: datetime | None = None) -> None:
+        d, state = self.driving, self.state
+        if now is None:
+            now = d.clock.now()
+        d.store.append(
+            self.saga_id, self.persisted, self.pending,
+            status=state.status,
+            wake_at=wake_at if wake_at is not None or not state.status.is_active else now,
+            now=now,
+            owner=d.owner,
+            lease_until=now + timedelta(seconds=d.lease) if hold else None,
+        )
+        self.persisted, self.pending, self.holding, self.unrecorded = state.seq, [], hold, None
+
+    # -- preparing an attempt -------------------------------------------------------------------
+
+    def _call(self, attempt: StartAttempt) -> _Call:
+        """The function ``attempt`` runs, and the context it is given."""
+        saga, state = self.saga, self.state
+        step = saga[attempt.step]
+        target = step.compensation if attempt.compensation else step
+        assert target is not None  # decide starts only compensations that exist
+        keys = self.driving.store.key_ring  # opens the secret fields of the input and results
+        given = step_input(saga, state, keys)
+        results = step_results(saga, state, keys)
+        result = step_result(saga, state, step.name, keys) if attempt.compensation else None
+        ctx = StepContext(
+            saga_id=state.saga_id,
+            saga_name=saga.name,
+            step=step.name,
+            attempt=attempt.attempt,
+            idempotency_key=idempotency_key(state.saga_id, step.name,
+                                            compensation=attempt.compensation),
+            input=given,
+            results=results,
+            result=result,
+            deadline=state.deadline,
+            attempt_deadline=attempt.timeout_at,
+            compensating=attempt.compensation,
+            calls=CallLog(mask=attempt_mask(given, result, *results.values())),
+            clock=self.driving.clock,
+        )
+        return _Call(sealed_target(target, ctx, keys), ctx)
+
+
+@dataclass(frozen=True, slots=True)
+class _Call:
+    """A step (or compensation) function and the context of the attempt it runs in."""
+
+    target: Step | Compensation
+    ctx: StepContext
+
+    def run(self, now: datetime, driving: Driving) -> Outcome:
+        """Run it once, keeping the saga's lease renewed meanwhile."""
+        deadline = self.ctx.attempt_deadline
+        timeout = None if deadline is None else (deadline - now).total_seconds()
+        t = self.target
+        with driving.leases.kept(self.ctx.saga_id):
+            return run_attempt(t.fn, self.ctx, is_async=t.is_async, retry=t.retry, timeout=timeout,
+                               threads=driving.threads)
+

@@ -1,0 +1,1 @@
+"""Inspecting the log: history, timelines, statistics, the audit of the hash chains."""
