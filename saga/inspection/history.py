@@ -13,71 +13,19 @@ from __future__ import annotations
 import json
 import shutil
 import tempfile
-from collections import deque
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import datetime
 from typing import IO, Any, Literal
 
 from saga import events as ev
+from saga.attempts import Attempt, Attempts, Outcome
 from saga.state import SagaState
 from saga.store.base import StoredEvent
 
 __all__ = [
     "Attempt", "OperatorAction", "Outcome", "Reader", "Timeline", "attempt_at", "timeline", "write_json",
 ]
-
-Outcome = Literal["succeeded", "failed", "timed_out", "lost", "running"]
-
-
-def _iso(at: datetime | None) -> str | None:
-    return at.isoformat() if at is not None else None
-
-
-@dataclass(slots=True)
-class Attempt:
-    """One attempt of a step or of its compensation, from its start to its outcome.
-
-    ``outcome`` is ``running`` while no outcome is recorded; ``lost`` means
-    its worker died (or its result could not be stored) before it could say.
-    ``next_attempt_at`` is when the retry that follows a failure is due
-    (``None`` when none follows). ``calls`` lists what the step's adapters
-    did, from the outcome event (empty when none were recorded). ``result``
-    is what a succeeded forward attempt returned (``None`` otherwise), and
-    ``seq`` the event of the log that started the attempt (or that ended it,
-    when its start is not recorded).
-    """
-
-    step: str
-    attempt: int
-    compensation: bool
-    started_at: datetime | None
-    ended_at: datetime | None = None
-    outcome: Outcome = "running"
-    error_type: str | None = None
-    message: str | None = None
-    next_attempt_at: datetime | None = None
-    calls: list[Any] = field(default_factory=list)
-    result: Any = None
-    seq: int = 0
-
-    def to_json(self) -> dict[str, Any]:
-        """The attempt as a JSON object (times in ISO 8601)."""
-        return {
-            "step": self.step,
-            "attempt": self.attempt,
-            "compensation": self.compensation,
-            "started_at": _iso(self.started_at),
-            "ended_at": _iso(self.ended_at),
-            "outcome": self.outcome,
-            "error_type": self.error_type,
-            "message": self.message,
-            "next_attempt_at": _iso(self.next_attempt_at),
-            "calls": list(self.calls),
-            "result": self.result,
-            "seq": self.seq,
-        }
-
 
 @dataclass(frozen=True, slots=True)
 class OperatorAction:
@@ -128,68 +76,6 @@ _ACTIONS: dict[type[ev.Event], Literal["cancel", "retry", "skip", "fork"]] = {
     ev.StepSkipped: "skip", ev.SagaForked: "fork",
 }
 
-_Key = tuple[str, bool, int]
-"""An attempt's step, whether it is of the compensation, and its number."""
-
-
-class _Attempts:
-    """Attempts as their events arrive, handed out in the order they started, each once it has ended.
-
-    Only attempts not handed out yet are kept: one at a time, as the
-    coordinator runs them, however long the log.
-    """
-
-    def __init__(self) -> None:
-        self.started = 0
-        self._order: deque[Attempt] = deque()
-        self._open: dict[_Key, Attempt] = {}
-
-    def _begin(self, key: _Key, seq: int, at: datetime | None) -> Attempt:
-        a = Attempt(key[0], key[2], key[1], at, seq=seq)
-        self._order.append(a)
-        self._open[key] = a
-        self.started += 1
-        return a
-
-    def _end(self, key: _Key, seq: int, at: datetime) -> Attempt:
-        a = self._open.pop(key, None)
-        if a is None:  # an outcome with no recorded start (a log written by hand)
-            a = self._begin(key, seq, None)
-            del self._open[key]
-        a.ended_at = at
-        return a
-
-    def add(self, stored: StoredEvent) -> None:
-        e = stored.event
-        match e:
-            case ev.StepAttemptStarted() | ev.CompensationAttemptStarted():
-                comp = isinstance(e, ev.CompensationAttemptStarted)
-                self._begin((e.step, comp, e.attempt), stored.seq, e.at)
-            case ev.StepAttemptFailed() | ev.CompensationAttemptFailed():
-                comp = isinstance(e, ev.CompensationAttemptFailed)
-                a = self._end((e.step, comp, e.attempt), stored.seq, e.at)
-                a.outcome = "timed_out" if e.timed_out else "lost" if e.lost else "failed"
-                a.error_type, a.message = e.error_type, e.message
-                a.next_attempt_at = e.next_attempt_at if e.retried else None
-                a.calls = _calls(stored.data)
-            case ev.StepSucceeded() | ev.StepCompensated():
-                a = self._end((e.step, isinstance(e, ev.StepCompensated), e.attempt), stored.seq, e.at)
-                a.outcome, a.calls = "succeeded", _calls(stored.data)
-                a.result = e.result if isinstance(e, ev.StepSucceeded) else None
-            case _:
-                pass
-
-    def ended(self) -> Iterator[Attempt]:
-        """The attempts, oldest first, that have ended and follow no attempt still running."""
-        while self._order and self._order[0].outcome != "running":
-            yield self._order.popleft()
-
-    def rest(self) -> Iterator[Attempt]:
-        """Every attempt not handed out yet (at the end of the log: those still running)."""
-        while self._order:
-            yield self._order.popleft()
-
-
 class Reader:
     """Reads one saga's stored events once, oldest first, in bounded memory.
 
@@ -202,7 +88,7 @@ class Reader:
 
     def __init__(self, saga_id: str) -> None:
         self.state = SagaState(saga_id)
-        self._attempts = _Attempts()
+        self._attempts = Attempts()
 
     @property
     def started(self) -> int:
@@ -213,7 +99,7 @@ class Reader:
         """Fold one more event; the operator's action it records, if it records one."""
         e = stored.event
         self.state.apply(e)
-        self._attempts.add(stored)
+        self._attempts.add(stored.seq, e, stored.data)
         kind = _ACTIONS.get(type(e))
         if kind is None:
             return None
@@ -234,11 +120,6 @@ class Reader:
         s = self.state
         return Timeline(s.saga_id, s.name, s.version, s.status.value, s.reason, s.input, (), (),
                         s.parked).header()
-
-
-def _calls(data: dict[str, Any]) -> list[Any]:
-    calls = data.get("calls")
-    return list(calls) if isinstance(calls, list) else []
 
 
 def timeline(saga_id: str, stored: Iterable[StoredEvent]) -> Timeline:
@@ -310,9 +191,9 @@ def attempt_at(stored: Iterable[StoredEvent]) -> Attempt | None:
     """The attempt the first of ``stored`` starts (or ends, if its start is not recorded), followed
     through the events after it until it ends (or they run out: it is still running). ``None`` when
     the first event is not about an attempt. Reads no further than it needs."""
-    attempts = _Attempts()
+    attempts = Attempts()
     for event in stored:
-        attempts.add(event)
+        attempts.add(event.seq, event.event, event.data)
         if not attempts.started:
             return None
         for a in attempts.ended():
