@@ -1,4 +1,4 @@
-"""A shipment for the README's "Operating sagas": reserve stock, charge the card, ship.
+"""A shipment for the guide's "Operating sagas" (docs/operating.md): reserve stock, charge the card, ship.
 
     saga start examples.shipping shipment --input '{"sku": "kettle", "card": "flaky"}' --id ship-1
     saga worker examples.shipping --until-idle

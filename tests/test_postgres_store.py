@@ -257,8 +257,8 @@ def test_coordinator_uses_the_database_clock_on_postgres(pg: PostgresEventStore,
 
 
 def _documented_grants(role: str) -> list[str]:
-    """The SQL of docs/postgres.md's "Locking down the application's role", for ``role``."""
-    text = (Path(__file__).resolve().parents[1] / "docs" / "postgres.md").read_text()
+    """The SQL of docs/storage.md's "Locking down the application's role", for ``role``."""
+    text = (Path(__file__).resolve().parents[1] / "docs" / "storage.md").read_text()
     section = text.split("## Locking down the application's role", 1)[1]
     block = section.split("```sql", 1)[1].split("```", 1)[0]
     statements = []

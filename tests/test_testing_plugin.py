@@ -425,9 +425,9 @@ def test_assert_history_passes_on_the_same_types_and_shows_a_diff_otherwise(
 # -- the plugin, as a user's test suite sees it ---------------------------------------------------
 
 def _readme_example() -> str:
-    """The test file README's "Testing your sagas" shows (its one Python block)."""
-    readme = (Path(__file__).resolve().parent.parent / "README.md").read_text()
-    section = readme.split("\n## Testing your sagas\n", 1)[1].split("\n## ", 1)[0]
+    """The test file docs/testing.md's "Testing your sagas" shows (its one Python block)."""
+    page = (Path(__file__).resolve().parent.parent / "docs" / "testing.md").read_text()
+    section = page.split("\n## Testing your sagas\n", 1)[1].split("\n## ", 1)[0]
     [block] = re.findall(r"```python\n(.*?)```", section, flags=re.S)
     assert isinstance(block, str) and block.startswith("# test_trip.py\n")
     return block

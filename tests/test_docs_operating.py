@@ -1,4 +1,4 @@
-"""README's "Operating sagas" shows real output: its commands run, in order, on an empty
+"""The guide's "Operating sagas" shows real output: its commands run, in order, on an empty
 database, and print what it shows (times aside)."""
 
 from __future__ import annotations
@@ -10,21 +10,17 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
+from tests.docs_pages import ROOT, blocks, read, section
+
 SAGA = str(Path(sys.executable).with_name("saga"))
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
 _OFFSET = re.compile(r"\+ *\d+\.\d{3}s")
 
 
-def _section() -> str:
-    readme = (ROOT / "README.md").read_text()
-    return readme.split("## Operating sagas\n", 1)[1].split("\n## ", 1)[0]
-
-
 def _steps() -> list[tuple[str, str]]:
     """Each ``$ saga ...`` command of the section's console blocks, with the output shown."""
     steps: list[tuple[str, str]] = []
-    for block in re.findall(r"```console\n(.*?)```", _section(), flags=re.S):
+    for block in blocks(section(read("docs/operating.md"), "## Operating sagas"), "console"):
         for line in block.splitlines(keepends=True):
             if line.startswith("$ "):
                 steps.append((line[2:].strip(), ""))

@@ -1,4 +1,4 @@
-"""README's failure investigation runs as written: each shell block, in order, in one directory."""
+"""The guide's failure investigation runs as written: each shell block, in order, in one directory."""
 
 from __future__ import annotations
 
@@ -9,9 +9,9 @@ import subprocess
 import sys
 from pathlib import Path
 
-ROOT = Path(__file__).resolve().parent.parent
-README = (ROOT / "README.md").read_text()
-SECTION = README.split("## Investigating a failure\n", 1)[1].split("\n## ", 1)[0]
+from tests.docs_pages import blocks, read, section
+
+SECTION = section(read("docs/operating.md"), "## Investigating a failure")
 
 NOT_YET: tuple[str, ...] = ()
 """Commands the walkthrough describes that this command line does not have yet: their blocks are
@@ -19,7 +19,7 @@ checked to be refused as unknown (so the test says when they arrive) instead of 
 
 
 def _blocks() -> list[str]:
-    return re.findall(r"```sh\n(.*?)```", SECTION, flags=re.S)
+    return blocks(SECTION, "sh")
 
 
 def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
@@ -32,11 +32,11 @@ def _bash(script: str, cwd: Path) -> subprocess.CompletedProcess[str]:
 
 
 def test_the_walkthrough_runs(tmp_path: Path) -> None:
-    blocks = _blocks()
-    assert len(blocks) >= 3
+    shell = _blocks()
+    assert len(shell) >= 3
     state = ""  # shell variables set by earlier blocks (ID=...)
     ran = 0
-    for block in blocks:
+    for block in shell:
         pending = [c for c in NOT_YET if c in block]
         if pending:
             for line in block.splitlines():

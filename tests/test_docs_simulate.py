@@ -1,4 +1,4 @@
-"""README's "Choosing a retry policy" stays true: its commands print its tables, and its
+"""The guide's "Choosing a retry policy" stays true: its commands print its tables, and its
 plot is the one the first command writes."""
 
 from __future__ import annotations
@@ -8,9 +8,9 @@ import shlex
 from pathlib import Path
 
 from tests.cli_run import ROOT, ok
+from tests.docs_pages import read, section
 
-README = (ROOT / "README.md").read_text()
-SECTION = README.split("\n## Choosing a retry policy\n", 1)[1].split("\n## ", 1)[0]
+SECTION = section(read("docs/policies.md"), "## Choosing a retry policy")
 _REAL_TIME = re.compile(r" \(simulated in [0-9.]+s of real time\)")
 
 
@@ -27,7 +27,9 @@ def test_the_commands_print_the_tables(tmp_path: Path) -> None:
         assert argv[:2] == ["saga", "simulate"]
         if "--plot" in argv:  # written here, not over the committed picture
             at = argv.index("--plot") + 1
-            assert (ROOT / argv[at]).is_file() and f"]({argv[at]})" in SECTION
+            shown_plot = ROOT / argv[at]  # run from the root; the page beside it shows it
+            assert shown_plot.is_file() and shown_plot.parent == ROOT / "docs"
+            assert f"]({shown_plot.name})" in SECTION
             argv[at] = str(tmp_path / "plot.png")
         printed = _REAL_TIME.sub("", ok(*argv[1:]))
         assert printed.splitlines()[: len(shown.splitlines())] == \
