@@ -1,4 +1,4 @@
-"""An event-sourced saga coordinator.
+"""An event-sourced saga coordinator: the public names of the library.
 
 Model a long-running business transaction as a :class:`Saga` of steps, each
 with an optional compensation; a :class:`Coordinator` runs it, recording

@@ -45,7 +45,8 @@ from saga.calls import CallLog
 from saga.clock import Clock
 from saga.definition import Compensation, Saga, Step, StepContext
 from saga.errors import ConcurrencyError, LeaseHeld, PayloadTooLarge
-from saga.secrets.sealing import attempt_mask, sealed_target, step_input, step_result, step_results
+from saga.secrets.masking import attempt_mask
+from saga.secrets.sealing import sealed_target, step_input, step_result, step_results
 from saga.state import ErrorInfo, Phase, SagaState
 from saga.store.base import EventLog
 
