@@ -158,7 +158,7 @@ class CallLog:
     timed up to that moment.
 
     ``mask`` hides the secrets the attempt was given (see
-    :class:`saga.secrets.sealing.Mask`): every call's target and error message pass
+    :class:`saga.secrets.masking.Mask`): every call's target and error message pass
     through it as they are recorded, and whatever else reports on the attempt
     (its error, its telemetry) uses the same one.
     """

@@ -21,8 +21,8 @@ from typing import Any
 
 from saga import events as ev
 from saga import telemetry
-from saga._engine.decide import Rest, StartAttempt, Wait, decide
-from saga._engine.drive import Busy, Drive, DriveResult, Driving
+from saga._engine.decide import Rest, Wait
+from saga._engine.drive import Busy, Drive, DriveResult, Driving, Taken
 from saga._engine.leases import LeaseKeeper
 from saga._engine.reading import load_state, view
 from saga._engine.worker import WorkerLoop
@@ -225,24 +225,12 @@ class Coordinator:
         coordinator, with its first attempt's start in the same commit.
         """
         saga, saga_id, started = self._started(name, input, saga_id)
-        state = fold(saga_id, [started])
-        action = decide(state, saga, started.at)
-        # A new saga (registered sagas have steps, deadlines are in the future) starts
-        # its first step.
-        assert isinstance(action, StartAttempt), action
-        first = action.started(started.at)
-        state.apply(first)
         with self._driving.hold(saga_id):
-            created = self.store.create(
-                saga_id, [started, first], name=saga.name, version=saga.version,
-                status=state.status, wake_at=started.at, now=started.at,
-                owner=self.worker_id, lease_until=started.at + timedelta(seconds=self.lease),
-            )
-            if created:
-                drive = Drive(self._drives, saga, state, holding=True)
-                if isinstance(drive.run(first=action), Rest):
-                    return drive.state.view()
-        if not created:
+            drive = Drive.new(self._drives, saga, saga_id, started)
+            result = drive.run()
+        if isinstance(result, Rest):
+            return drive.state.view()
+        if isinstance(result, Taken):
             self._same_saga(saga_id, started)
         return self.run(saga_id)
 

@@ -27,7 +27,7 @@ from pydantic import BaseModel, SecretStr
 from saga import Coordinator, EventStore, Retry, Saga, SagaStatus, StepContext
 from saga.adapters import ConnectionFailed, Http
 from saga.secrets.keys import MASK, generate_key
-from saga.secrets.sealing import Mask
+from saga.secrets.masking import Mask
 from tests.cli_run import ok
 from tests.loopback import Reply, Service
 from tests.test_secret_fields import raw_log

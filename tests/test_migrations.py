@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import ast
+import sys
 from collections.abc import Iterator
 from datetime import UTC, datetime
+from importlib.resources import files
 from typing import Any
 
 import pytest
@@ -50,6 +53,54 @@ def _upgrade(engine: sa.Engine) -> None:
 def _downgrade(engine: sa.Engine) -> None:
     with engine.begin() as conn:
         migrate.downgrade(conn, "base")
+
+
+_FROZEN_MAY_IMPORT = {"__future__", "sqlalchemy", "alembic"}
+"""What a landed migration may import besides the standard library: never the library itself,
+whose later changes would silently change what an old revision does."""
+
+
+def _outside_imports(source: str) -> list[str]:
+    """The imports in ``source`` of anything but the standard library, SQLAlchemy and Alembic
+    (a relative import counts: it reaches into the package)."""
+    found: list[str] = []
+    for node in ast.walk(ast.parse(source)):
+        if isinstance(node, ast.Import):
+            names = [a.name for a in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            names = ["." * node.level + (node.module or "")]
+        elif (isinstance(node, ast.Call) and isinstance(node.func, ast.Name | ast.Attribute)
+              and (node.func.id if isinstance(node.func, ast.Name) else node.func.attr)
+              in ("__import__", "import_module")):
+            names = ["<dynamic import>"]
+        else:
+            continue
+        found += [n for n in names if not _frozen_may_import(n)]
+    return found
+
+
+def _frozen_may_import(module: str) -> bool:
+    top = module.split(".", maxsplit=1)[0]
+    return top in _FROZEN_MAY_IMPORT or top in sys.stdlib_module_names
+
+
+def test_the_import_check_sees_the_library_and_relative_imports() -> None:
+    assert _outside_imports("import json\nimport sqlalchemy as sa\nfrom alembic import op\n"
+                            "from sqlalchemy.dialects import postgresql\n") == []
+    assert _outside_imports("from saga.inspection.audit import event_hash\nimport saga.codec\n"
+                            "from . import helpers\nimport pydantic\n") == [
+        "saga.inspection.audit", "saga.codec", ".", "pydantic"]
+    assert _outside_imports("import importlib\nimportlib.import_module('saga.text')\n") == [
+        "<dynamic import>"]
+
+
+def test_a_landed_migration_carries_its_own_code() -> None:
+    """Every revision imports only the standard library, SQLAlchemy and Alembic."""
+    versions = files("saga.migrations") / "versions"
+    scripts = sorted((p for p in versions.iterdir() if p.name.endswith(".py")), key=lambda p: p.name)
+    assert len(scripts) >= 4  # __init__ and the revisions 0001 to 0003 at least
+    outside = {p.name: found for p in scripts if (found := _outside_imports(p.read_text()))}
+    assert outside == {}
 
 
 def test_head_is_what_the_code_expects() -> None:

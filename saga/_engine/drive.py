@@ -15,6 +15,10 @@ Every append names the ``seq`` it follows and re-checks the lease, so when
 the log moved on (an operator appended) or an outcome cannot be written as
 it is, the append is refused and :meth:`Drive.reload` folds the log again and
 records the unrecorded outcome on it: that is the only way back.
+
+A new saga is driven the same way (:meth:`Drive.new`): its start is pending,
+and the drive's first commit creates it, so that a saga which starts its first
+step is created already leased, with that attempt's start in the same commit.
 """
 
 from __future__ import annotations
@@ -26,7 +30,6 @@ from datetime import datetime, timedelta
 from saga import events as ev
 from saga import telemetry
 from saga._engine.decide import (
-    Action,
     Record,
     Rest,
     StartAttempt,
@@ -42,11 +45,12 @@ from saga.calls import CallLog
 from saga.clock import Clock
 from saga.definition import Compensation, Saga, Step, StepContext
 from saga.errors import ConcurrencyError, LeaseHeld, PayloadTooLarge
-from saga.secrets.sealing import attempt_mask, sealed_target, step_input, step_result, step_results
+from saga.secrets.masking import attempt_mask
+from saga.secrets.sealing import sealed_target, step_input, step_result, step_results
 from saga.state import ErrorInfo, Phase, SagaState
 from saga.store.base import EventLog
 
-__all__ = ["Busy", "Drive", "DriveResult", "Driving"]
+__all__ = ["Busy", "Drive", "DriveResult", "Driving", "Taken"]
 
 log = logging.getLogger("saga")
 
@@ -58,7 +62,17 @@ class Busy:
     """Another coordinator holds the saga's lease."""
 
 
-DriveResult = Rest | Wait | Busy
+@dataclass(frozen=True, slots=True)
+class Taken:
+    """The new saga's id was already in the log: its drive wrote nothing."""
+
+
+DriveResult = Rest | Wait | Busy | Taken
+"""How a drive ended; only a new saga's drive (:meth:`Drive.new`) ends :class:`Taken`."""
+
+
+class _Exists(Exception):
+    """The store refused to create the new saga: its id is taken."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -87,8 +101,7 @@ class Drive:
     """One saga, driven by one coordinator until it rests, waits, or another holds it.
 
     ``state`` is the saga's log folded up to ``state.seq``; ``holding`` says
-    whether this coordinator already holds the lease (it claimed the saga, or
-    created it leased).
+    whether this coordinator already holds the lease (it claimed the saga).
     """
 
     def __init__(self, driving: Driving, saga: Saga, state: SagaState, *, holding: bool) -> None:
@@ -100,27 +113,35 @@ class Drive:
         self.holding = holding
         self.unrecorded: _Unrecorded | None = None
 
+    @classmethod
+    def new(cls, driving: Driving, saga: Saga, saga_id: str, started: ev.SagaStarted) -> Drive:
+        """A drive of a saga not in the log yet, whose first event is ``started``.
+
+        Its first commit creates the saga; :meth:`run` ends :class:`Taken`,
+        writing nothing, if the id is already in the log.
+        """
+        drive = cls(driving, saga, SagaState(saga_id), holding=False)
+        drive.note((started,))
+        return drive
+
     @property
     def saga_id(self) -> str:
         """The id of the saga driven."""
         return self.state.saga_id
 
-    def run(self, first: StartAttempt | None = None) -> DriveResult:
-        """Drive until the saga rests or waits (or another coordinator holds it).
-
-        With ``first``, that attempt's start is already in the log and is run first.
-        """
+    def run(self) -> DriveResult:
+        """Drive until the saga rests or waits (or another coordinator holds it)."""
         s = self.state
         with telemetry.drive(s.saga_id, s.name, s.version, s.trace):
-            return self._run(first)
+            return self._run()
 
-    def _run(self, first: StartAttempt | None) -> DriveResult:
-        action: Action | None = first
-        started = first is not None
+    def _run(self) -> DriveResult:
         conflicts = 0
         while True:
             try:
-                return self._until_rest(action, started=started)
+                return self._until_rest()
+            except _Exists:
+                return Taken()
             except LeaseHeld:
                 log.info("saga %s: another coordinator holds the lease; letting go", self.saga_id)
                 return Busy()
@@ -132,27 +153,21 @@ class Drive:
                 if conflicts > _MAX_CONFLICTS:
                     raise
             self.reload()
-            action, started = None, False
 
-    def _until_rest(self, action: Action | None, *, started: bool) -> Rest | Wait:
-        """Decide and act until the saga rests or waits; ``started``: ``action``'s start is
-        already committed."""
+    def _until_rest(self) -> Rest | Wait:
+        """Decide and act until the saga rests or waits."""
         while True:
-            if action is None:
-                action = decide(self.state, self.saga, self.driving.clock.now())
+            action = decide(self.state, self.saga, self.driving.clock.now())
             match action:
                 case Record():
                     self.note(action.events)
                 case StartAttempt():
                     call = self._call(action)  # before the start is committed: may raise
-                    if not started:
-                        self.commit_start(action)
-                    started = False
+                    self.commit_start(action)
                     self.attempt(action, call)
                 case Wait() | Rest():
                     self.commit_rest(action)
                     return action
-            action = None
 
     # -- transitions ----------------------------------------------------------------------------
 
@@ -227,14 +242,16 @@ class Drive:
         d, state = self.driving, self.state
         if now is None:
             now = d.clock.now()
-        d.store.append(
-            self.saga_id, self.persisted, self.pending,
-            status=state.status,
-            wake_at=wake_at if wake_at is not None or not state.status.is_active else now,
-            now=now,
-            owner=d.owner,
-            lease_until=now + timedelta(seconds=d.lease) if hold else None,
-        )
+        wake_at = wake_at if wake_at is not None or not state.status.is_active else now
+        lease_until = now + timedelta(seconds=d.lease) if hold else None
+        if self.persisted == 0:  # a new saga: this commit creates it
+            if not d.store.create(self.saga_id, self.pending, name=state.name,
+                                  version=state.version, status=state.status, wake_at=wake_at,
+                                  now=now, owner=d.owner, lease_until=lease_until):
+                raise _Exists(self.saga_id)
+        else:
+            d.store.append(self.saga_id, self.persisted, self.pending, status=state.status,
+                           wake_at=wake_at, now=now, owner=d.owner, lease_until=lease_until)
         self.persisted, self.pending, self.holding, self.unrecorded = state.seq, [], hold, None
 
     # -- preparing an attempt -------------------------------------------------------------------

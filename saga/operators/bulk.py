@@ -19,7 +19,6 @@ from saga.clock import Clock
 from saga.errors import InvalidInput, InvalidOperation, SagaNotFound
 from saga.operators.actions import APPLIES_TO, Request, changes, check_by, check_reason, request
 from saga.state import SagaStatus
-from saga.store import queries
 from saga.store.base import EventLog
 
 __all__ = ["BulkResult", "Filters", "act", "select"]
@@ -60,6 +59,10 @@ def select(store: EventLog, filters: Filters, kind: Request | None = None) -> It
     ``cancel``, a failed one for ``retry``; none if ``filters.status`` is another.
     Raises :class:`~saga.InvalidInput` when ``filters`` is empty.
     """
+    # the query of saga list loads the SQL side: imported when first asked, so that importing
+    # saga (which exports this function) stays light
+    from saga.store import queries
+
     if filters.empty:
         raise InvalidInput("a bulk request needs at least one filter (--status, --name, "
                            "--failed-step, --error-type, --since, --until)")

@@ -27,6 +27,7 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
 import hashlib
 import os
 import types
@@ -210,9 +211,10 @@ def resolve_key_ring(
 # -- which models hold secrets ---------------------------------------------------------------
 
 
+@functools.cache
 def has_secret_fields(model: type[BaseModel]) -> bool:
     """Whether ``model`` has a ``SecretStr``/``SecretBytes`` field anywhere: nested models,
-    lists, tuples, dicts, optional and union fields included."""
+    lists, tuples, dicts, optional and union fields included (remembered per model)."""
     return _holds_secret(model, set())
 
 

@@ -1,6 +1,8 @@
-"""Choosing policies with numbers: run a saga's real definition on the real coordinator
-many times, with simulated failures and latencies on a virtual clock, and set what
-happened beside what the retry policies predict analytically.
+"""The fault simulator: choosing retry policies with numbers.
+
+It runs a saga's real definition on the real coordinator many times, with
+simulated failures and latencies on a virtual clock, and sets what happened
+beside what the retry policies predict analytically.
 
     scenario = Scenario.parse(fail=["charge=0.2"], latency=["charge=exp:0.3"])
     report = build_report(simulate(saga, scenario, runs=1000, seed=1))
