@@ -289,7 +289,7 @@ def test_without_the_ui_extra_saga_ui_says_what_to_install(tmp_path: Path, block
     )
     env = dict(os.environ, PYTHONPATH=os.pathsep.join([str(tmp_path), os.environ.get("PYTHONPATH", "")]))
     db = f"sqlite:///{tmp_path / 'saga.db'}"
-    r = subprocess.run([sys.executable, "-m", "saga.cli.command", "--db", db, "ui"], capture_output=True,
+    r = subprocess.run([sys.executable, "-m", "saga.cli", "--db", db, "ui"], capture_output=True,
                        text=True, timeout=60, check=False, env=env)
     assert r.returncode == 1
     assert r.stderr == f"saga: error: {INSTALL_HINT}\n"
