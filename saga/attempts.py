@@ -15,11 +15,11 @@ from collections import deque
 from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import datetime
-from typing import Any, Literal
+from typing import Any, Literal, Protocol
 
 from saga import events as ev
 
-__all__ = ["Attempt", "Attempts", "Outcome", "attempt_key", "outcome_of", "project"]
+__all__ = ["Attempt", "Attempts", "Failure", "Outcome", "attempt_key", "ended_with", "outcome_of", "project"]
 
 Outcome = Literal["succeeded", "failed", "timed_out", "lost", "running"]
 """How an attempt ended; ``running`` while no outcome is recorded."""
@@ -46,18 +46,44 @@ def attempt_key(e: ev.Event) -> Key | None:
             return None
 
 
+class Failure(Protocol):
+    """How an attempt failed, as far as its outcome goes: a failure event, or the
+    :class:`~saga.state.ErrorInfo` the coordinator records it from."""
+
+    @property
+    def timed_out(self) -> bool:
+        """It ran out of time: its effect is in doubt."""
+        ...
+
+    @property
+    def lost(self) -> bool:
+        """It ended without saying how (its worker died, or its result could not be stored)."""
+        ...
+
+
+def ended_with(failure: Failure | None) -> Outcome:
+    """The outcome of an attempt that ended with ``failure`` (``None``: it succeeded): the one rule.
+
+    ``timed_out`` when it ran out of time, else ``lost`` when its worker died
+    (or its result could not be stored) before it could say, else ``failed``.
+    """
+    if failure is None:
+        return "succeeded"
+    return "timed_out" if failure.timed_out else "lost" if failure.lost else "failed"
+
+
 def outcome_of(e: ev.Event) -> Outcome | None:
-    """The outcome ``e`` records for its attempt: the one rule. ``None``: ``e`` ends no attempt.
+    """The outcome ``e`` records for its attempt, by :func:`ended_with`. ``None``: ``e`` ends no
+    attempt.
 
     A success (of the step or of its compensation) is ``succeeded``; a failure
-    is ``timed_out`` when its attempt ran out of time, ``lost`` when its worker
-    died (or its result could not be stored) before it could say, else ``failed``.
+    is ``timed_out``, ``lost`` or ``failed``.
     """
     match e:
         case ev.StepSucceeded() | ev.StepCompensated():
-            return "succeeded"
+            return ended_with(None)
         case ev.StepAttemptFailed() | ev.CompensationAttemptFailed():
-            return "timed_out" if e.timed_out else "lost" if e.lost else "failed"
+            return ended_with(e)
         case _:
             return None
 
@@ -71,8 +97,10 @@ class Attempt:
     ``None`` while running, for a lost attempt (its end is when the loss was
     noticed, not when it stopped) and when its start is not recorded.
     ``next_attempt_at`` is when the retry that follows a failure is due
-    (``None`` when none follows). ``calls`` lists what the step's adapters
-    did, from the outcome event (empty when none were recorded). ``result``
+    (``None`` when none follows), and ``gave_up`` why none follows a failure
+    (``None`` when one does; not part of :meth:`to_json`). ``calls`` lists
+    what the step's adapters did, from the outcome event (empty when none
+    were recorded). ``result``
     is what a succeeded forward attempt returned (``None`` otherwise), and
     ``seq`` the event of the log that started the attempt (or that ended it,
     when its start is not recorded).
@@ -87,6 +115,7 @@ class Attempt:
     error_type: str | None = None
     message: str | None = None
     next_attempt_at: datetime | None = None
+    gave_up: str | None = None
     calls: list[Any] = field(default_factory=list)
     result: Any = None
     seq: int = 0
@@ -159,6 +188,7 @@ class Attempts:
         if isinstance(e, ev.StepAttemptFailed | ev.CompensationAttemptFailed):
             a.error_type, a.message = e.error_type, e.message
             a.next_attempt_at = e.next_attempt_at if e.retried else None
+            a.gave_up = e.gave_up
         elif isinstance(e, ev.StepSucceeded):
             a.result = e.result
         return a

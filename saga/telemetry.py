@@ -24,7 +24,9 @@ the attempt's mask (``ctx.calls.mask``, see :class:`saga.secrets.sealing.Mask`).
 
 Metrics: ``saga.step.attempts`` (counter) and ``saga.step.duration`` (histogram,
 seconds) by ``saga.name``, ``saga.step.name``, ``saga.step.compensation`` and
-``saga.step.outcome`` (``succeeded``, ``failed``, ``timed_out``); ``saga.sagas``
+``saga.step.outcome`` (``succeeded``, ``failed``, ``timed_out``, ``lost``: the outcome the
+log records, by :func:`saga.attempts.outcome_of`; an attempt its worker stopped in is
+``lost``, as the next worker records it); ``saga.sagas``
 (observable gauge) by ``saga.name`` and ``saga.status``, read from the index of
 the stores coordinators of this process write to, when the metrics are collected.
 """
@@ -44,6 +46,7 @@ from contextlib import AbstractContextManager, nullcontext
 from types import TracebackType
 from typing import TYPE_CHECKING, Any, Final
 
+from saga.attempts import ended_with
 from saga.definition import StepContext
 from saga.state import ErrorInfo
 
@@ -237,10 +240,10 @@ class _Attempt:
         elapsed = time.perf_counter() - self.began
         error, ctx = self.error, self.ctx
         error_type = error.type if error is not None else None
-        if exc is not None:
+        if exc is not None:  # the worker stops with no outcome recorded: the log will say lost
             error_type = _qualified(exc)
-        outcome = ("succeeded" if error_type is None
-                   else "timed_out" if error is not None and error.timed_out else "failed")
+            error = ErrorInfo(error_type, "", lost=True)
+        outcome = ended_with(error)  # the outcome the log records (saga.attempts.outcome_of)
         if self.meters is not None:
             attrs = {"saga.name": ctx.saga_name, "saga.step.name": ctx.step,
                      "saga.step.compensation": ctx.compensating, "saga.step.outcome": outcome}

@@ -6,6 +6,7 @@ import json
 import subprocess
 import sys
 import time
+from collections import Counter
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -24,7 +25,9 @@ from opentelemetry.trace import SpanKind, StatusCode
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, SagaStatus, StepContext, VirtualClock
 from saga import events as ev
 from saga.adapters import ConnectionFailed, Http
+from saga.attempts import project
 
+from .helpers import WorkerDied
 from .loopback import Reply, Service
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -311,6 +314,48 @@ def test_attempts_are_counted_and_timed_by_outcome(otel: Otel, sqlite_store: Eve
                  for p in otel.points("saga.step.duration") if p.attributes["saga.name"] == "counted"}
     assert durations["pay", "failed"].count == 2
     assert 0 < durations["book", "succeeded"].sum < 1.0
+
+
+def test_attempts_are_counted_by_the_outcome_the_log_records(otel: Otel, sqlite_store: EventStore) -> None:
+    """Every outcome of the one rule (:func:`saga.attempts.outcome_of`), lost ones too: an
+    attempt whose worker died, and one whose result the log cannot store."""
+    saga = Saga("ruled")
+
+    @saga.step(retry=Retry.fixed(1.0, attempts=3))
+    def reserve(ctx: StepContext) -> str:
+        if ctx.attempt == 1:
+            raise WorkerDied  # the coordinator dies with it; the next one records it lost
+        return "reserved"
+
+    @reserve.compensate
+    def release(ctx: StepContext) -> None:
+        return None
+
+    @saga.step(timeout=0.05, retry=Retry.fixed(1.0, attempts=3))
+    def charge(ctx: StepContext) -> object:
+        if ctx.attempt == 1:
+            time.sleep(0.3)  # times out
+        if ctx.attempt == 2:
+            raise ConnectionError("bank busy")
+        return object()  # a result no log can store: lost, not retried, so compensated
+
+    clock = VirtualClock()
+    with Coordinator(sqlite_store, [saga], clock=clock, lease=5.0) as c:
+        saga_id = c.start("ruled")
+        with pytest.raises(WorkerDied):
+            c.run(saga_id)
+    clock.advance(6.0)  # the dead worker's lease runs out
+    with Coordinator(sqlite_store, [saga], clock=clock, lease=5.0) as c:
+        assert c.run(saga_id).status is SagaStatus.COMPENSATED
+    logged = Counter((a.step, a.compensation, a.outcome) for a in project(
+        (s.seq, s.event, s.data) for s in sqlite_store.load(saga_id)))
+    assert logged == {("reserve", False, "lost"): 1, ("reserve", False, "succeeded"): 1,
+                      ("charge", False, "timed_out"): 1, ("charge", False, "failed"): 1,
+                      ("charge", False, "lost"): 1, ("reserve", True, "succeeded"): 1}
+    counted = Counter({(p.attributes["saga.step.name"], p.attributes["saga.step.compensation"],
+                        p.attributes["saga.step.outcome"]): p.value
+                       for p in otel.points("saga.step.attempts") if p.attributes["saga.name"] == "ruled"})
+    assert counted == logged
 
 
 def test_the_gauge_reads_sagas_by_status_from_the_store(otel: Otel, store: EventStore) -> None:

@@ -14,6 +14,7 @@ from saga import EventStore, SagaStatus
 from saga import events as ev
 from saga.inspection.timeline import render, show, stream
 from saga.text import escape, shorten
+from tests.test_attempt_projection import Plan, expected, history, plans
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 DASH = "\N{EN DASH}"
@@ -116,3 +117,48 @@ def test_compensation_and_failure_of_the_saga_are_about_the_saga() -> None:
     lines = render("r", events).splitlines()
     assert lines[-2] == "  +   0.000s  saga  compensating: step pay failed"
     assert lines[-1] == "  +   0.000s  saga  failed: compensation of pay gave up; needs an operator"
+
+
+_HOW = {"failed": "failed", "timed out": "timed_out", "ended in doubt": "lost"}
+_HOWS = "|".join(_HOW)
+_LINE = re.compile(r"^  \+ *[\d.]+s  (\S+) +(.*)$")
+
+
+def outcomes_drawn(text: str) -> dict[tuple[bool, str, int], str]:
+    """Each attempt a timeline's lines account for, keyed ``(compensation, step, number)``, with
+    the outcome its line (or the summary of its run) says; ``running`` when only its start is drawn."""
+    drawn: dict[tuple[bool, str, int], str] = {}
+
+    def end(key: tuple[bool, str, int], outcome: str) -> None:
+        assert drawn.get(key, "running") == "running", f"{key} drawn twice"
+        drawn[key] = outcome
+
+    for line in text.splitlines()[1:]:
+        m = _LINE.match(line)
+        if m is None:
+            continue  # the header, or a call an attempt made
+        step, said = m.groups()
+        if m := re.fullmatch(r"(compensation )?attempt (\d+) started", said):
+            drawn.setdefault((bool(m[1]), step, int(m[2])), "running")
+        elif m := re.match(r"succeeded on attempt (\d+): ", said):
+            end((False, step, int(m[1])), "succeeded")
+        elif m := re.fullmatch(r"compensated on attempt (\d+)", said):
+            end((True, step, int(m[1])), "succeeded")
+        elif m := re.match(rf"(compensation )?attempt (\d+) ({_HOWS}): ", said):
+            end((bool(m[1]), step, int(m[2])), _HOW[m[3]])
+        elif m := re.match(rf"(compensation )?attempts ([\d,]+){DASH}([\d,]+) ({_HOWS}) the same way", said):
+            first, last = (int(g.replace(",", "")) for g in (m[2], m[3]))
+            for n in range(first, last + 1):
+                end((bool(m[1]), step, n), _HOW[m[4]])
+    return drawn
+
+
+@settings(max_examples=100, deadline=None)
+@given(items=st.lists(plans, min_size=1, max_size=12), last_running=st.booleans(),
+       cuts=st.lists(st.booleans(), max_size=4))
+def test_the_text_draws_every_attempt_of_the_data_timeline_once(
+    items: list[Plan], last_running: bool, cuts: list[bool]
+) -> None:
+    events = [e for batch in history("s", items, last_running, cuts) for e in batch]
+    drawn = outcomes_drawn(render("r", events))
+    assert drawn == {(a.compensation, a.step, a.attempt): a.outcome for a in expected(events)}

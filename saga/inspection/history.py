@@ -82,12 +82,17 @@ class Reader:
     :meth:`add` folds an event and returns the operator's action it records
     (if it is one); :meth:`ended` then hands out the attempts that have
     ended, in the order they started, and :meth:`rest` those still running
-    once the log is read. :attr:`state` is the saga folded so far and
-    :attr:`started` how many attempts have started.
+    once the log is read. :attr:`state` is the saga folded so far,
+    :attr:`started` how many attempts have started, :attr:`event` the event
+    added last and :attr:`attempt` the attempt it started or ended (``None``:
+    it is about no attempt), so a reader that draws the events in order can
+    draw that attempt where it starts and where it ends.
     """
 
     def __init__(self, saga_id: str) -> None:
         self.state = SagaState(saga_id)
+        self.event: ev.Event | None = None
+        self.attempt: Attempt | None = None
         self._attempts = Attempts()
 
     @property
@@ -97,9 +102,9 @@ class Reader:
 
     def add(self, stored: StoredEvent) -> OperatorAction | None:
         """Fold one more event; the operator's action it records, if it records one."""
-        e = stored.event
+        self.event = e = stored.event
         self.state.apply(e)
-        self._attempts.add(stored.seq, e, stored.data)
+        self.attempt = self._attempts.add(stored.seq, e, stored.data)
         kind = _ACTIONS.get(type(e))
         if kind is None:
             return None

@@ -199,8 +199,7 @@ def attempts_from_events() -> sa.Subquery:
             rows.c.attempt,
             rows.c.at.label("started_at"),
             sa.case((ended, rows.c.next_at)).label("ended_at"),
-            sa.case((sa.and_(ended, sa.not_(sa.func.coalesce(rows.c.next_lost, sa.false()))),
-                     rows.c.next_at - rows.c.at)).label("duration"),
+            sa.case((sa.and_(ended, outcome != "lost"), rows.c.next_at - rows.c.at)).label("duration"),
             outcome.label("outcome"),
             sa.case((failed, rows.c.next_error_type)).label("error_type"),
         )

@@ -10,9 +10,11 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Sequence
+from datetime import datetime
 from typing import Any, Generic, TypeVar
 
 from saga import events as ev
+from saga.attempts import project
 from saga.inspection.audit import event_hash
 
 __all__ = ["AttemptRows", "HashCache", "attempt_rows", "chain", "failed_step_of"]
@@ -37,38 +39,24 @@ AttemptRows = tuple[list[dict[str, Any]], list[dict[str, Any]]]
 
 def attempt_rows(saga_id: str, batch: Sequence[ev.Event]) -> AttemptRows:
     """The attempts ``batch`` starts (whole rows, ended too if it ends them) and the attempts it
-    ends that earlier appends started (keyed rows with the outcome), as
-    :func:`saga.inspection.stats.attempts_from_events` derives them from the events."""
-    started: dict[tuple[bool, str, int], dict[str, Any]] = {}
+    ends that earlier appends started (keyed rows with the outcome, and ``lost``: the row's
+    duration is ``NULL``), each as :func:`saga.attempts.project` reads it (times and
+    durations in seconds)."""
+    started: dict[tuple[str, bool, int], dict[str, Any]] = {}
     ended: list[dict[str, Any]] = []
-    for e in batch:
-        if isinstance(e, ev.StepAttemptStarted | ev.CompensationAttemptStarted):
-            key = (isinstance(e, ev.CompensationAttemptStarted), e.step, e.attempt)
-            started[key] = {
-                "saga_id": saga_id, "compensation": key[0], "step": e.step, "attempt": e.attempt,
-                "started_at": e.at.timestamp(), "ended_at": None, "duration": None,
-                "outcome": "running", "error_type": None,
-            }
-            continue
-        if isinstance(e, ev.StepSucceeded | ev.StepCompensated):
-            key = (isinstance(e, ev.StepCompensated), e.step, e.attempt)
-            outcome, error_type, lost = "succeeded", None, False
-        elif isinstance(e, ev.StepAttemptFailed | ev.CompensationAttemptFailed):
-            key = (isinstance(e, ev.CompensationAttemptFailed), e.step, e.attempt)
-            outcome = "timed_out" if e.timed_out else "lost" if e.lost else "failed"
-            error_type, lost = e.error_type, e.lost
-        else:
-            continue
-        end = {"ended_at": e.at.timestamp(), "outcome": outcome, "error_type": error_type,
-               "lost": lost}
-        row = started.get(key)
-        if row is not None:
-            row.update(end, duration=None if lost else end["ended_at"] - row["started_at"])
-            del row["lost"]
-        else:
-            ended.append({"saga_id": saga_id, "compensation": key[0], "step": key[1],
-                          "attempt": key[2], **end})
+    for a in project((0, e, None) for e in batch):
+        key = {"saga_id": saga_id, "compensation": a.compensation, "step": a.step, "attempt": a.attempt}
+        end = {"ended_at": _seconds(a.ended_at), "outcome": a.outcome, "error_type": a.error_type}
+        if a.started_at is None:  # started by an earlier append
+            ended.append({**key, **end, "lost": a.outcome == "lost"})
+        else:  # a start the batch repeats is written once, as the last one says
+            started[a.step, a.compensation, a.attempt] = {
+                **key, "started_at": a.started_at.timestamp(), **end, "duration": a.duration}
     return list(started.values()), ended
+
+
+def _seconds(at: datetime | None) -> float | None:
+    return None if at is None else at.timestamp()
 
 
 def failed_step_of(batch: Sequence[ev.Event]) -> str | None:
