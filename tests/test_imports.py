@@ -96,3 +96,20 @@ def test_the_import_graph_has_no_cycle() -> None:
 def test_a_cycle_is_found_when_there_is_one() -> None:
     assert _cycle({"a": {"b"}, "b": {"c"}, "c": {"a"}}) == ["a", "b", "c", "a"]
     assert _cycle({"a": {"b"}, "b": set()}) is None
+
+
+ABOVE_THE_STORE = ("saga.inspection", "saga._engine", "saga.operators", "saga.cli", "saga.ui",
+                   "saga.telemetry", "saga.simulate", "saga.testing", "saga.coordinator")
+
+
+def test_the_store_imports_nothing_above_it() -> None:
+    known = _modules()
+    store = {name: path for name, path in known.items() if name.startswith("saga.store")}
+    assert "saga.store.reads" in store and "saga.store.postgres.store" in store
+    upward = sorted(
+        (name, target)
+        for name, path in store.items()
+        for target in _imports(name, path, known)
+        if target.startswith(ABOVE_THE_STORE)
+    )
+    assert upward == [], "imports running up from the store: " + ", ".join(f"{a} -> {b}" for a, b in upward)
