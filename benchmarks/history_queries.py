@@ -7,9 +7,9 @@ steps as the appends keep them, many sagas per transaction) on the schema the
 migrations build, then times, beside a raw ``SELECT count(*)`` over the
 events table measured in the same run:
 
-- ``stats``: :func:`saga.store.queries.saga_stats` (every figure in SQL, from
+- ``stats``: :meth:`saga.store.EventLog.stats` (every figure in SQL, from
   ``saga_attempts``), unfiltered and with ``--name``/``--since``-style filters;
-- ``list``: :func:`saga.store.queries.list_sagas` filtered by status, name,
+- ``list``: :meth:`saga.store.EventLog.list_sagas` filtered by status, name,
   failed step, error type and a time range, newest first, one page after a cursor.
 
 On a small log (50,000 events or fewer) it also checks that the statistics
@@ -38,11 +38,12 @@ import sqlalchemy as sa
 
 from saga import EventStore, SagaStatus
 from saga import events as ev
-from saga.inspection.stats import Stats, compute_stats
+from saga.inspection.stats import attempts_from_events
 from saga.store.loading import BulkSaga, write_sagas
-from saga.store.queries import list_sagas, saga_stats
+from saga.store.reads import Stats
 from saga.store.schema import attempts, events
 from saga.store.sql import SqlEventStore
+from saga.store.sqlstats import compute_stats
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
 
@@ -192,12 +193,12 @@ def measure(store: SqlEventStore, now: datetime, *, repeat: int) -> list[tuple[s
             return conn.execute(sa.select(sa.func.count()).select_from(events)).scalar_one()
 
     def stats(**kw: Any) -> Callable[[], object]:
-        return lambda: saga_stats(store, **kw)
+        return lambda: store.stats(**kw)
 
     def listing(**kw: Any) -> Callable[[], object]:
-        return lambda: list_sagas(store, **kw)
+        return lambda: store.list_sagas(**kw)
 
-    cursor = list_sagas(store, status="compensated", failed_step="pay").cursor
+    cursor = store.list_sagas(status="compensated", failed_step="pay").cursor
     cases: list[tuple[str, Callable[[], object]]] = [
         ("raw: SELECT count(*) FROM saga_events", raw),
         ("stats", stats()),
@@ -237,7 +238,8 @@ def _same(kept: Stats, derived: Stats) -> bool:
 def sources_agree(store: SqlEventStore) -> bool:
     """Whether the statistics from ``saga_attempts`` equal those derived from the events alone."""
     with store.engine.connect() as conn:
-        return all(_same(compute_stats(conn, attempts=attempts, name=name), compute_stats(conn, name=name))
+        return all(_same(compute_stats(conn, attempts=attempts, name=name),
+                         compute_stats(conn, attempts=attempts_from_events(), name=name))
                    for name in (None, "trip"))
 
 

@@ -35,7 +35,6 @@ from __future__ import annotations
 
 import logging
 import os
-import sys
 import threading
 import time
 import traceback
@@ -377,19 +376,5 @@ def _observe_sagas(options: CallbackOptions) -> Iterable[Observation]:
 
 
 def _counts(store: EventLog) -> Iterator[tuple[str, str, int]]:
-    from saga.inspection.stats import saga_counts_query
-    from saga.state import SagaStatus
-    from saga.store.sql import SqlEventStore
-
-    if isinstance(store, SqlEventStore):  # one aggregate over the index
-        with store.engine.connect() as conn:
-            rows = list(conn.execute(saga_counts_query()))
-        for name, status, n in rows:
-            yield str(name), str(status), int(n)
-        return
-    for status in SagaStatus:
-        by_name: dict[str, int] = {}
-        for summary in store.find(status=status, limit=sys.maxsize):
-            by_name[summary.name] = by_name.get(summary.name, 0) + 1
-        for name, n in by_name.items():
-            yield name, status.value, n
+    for (name, status), n in store.status_counts().items():
+        yield name, status.value, n

@@ -22,11 +22,12 @@ from saga import events as ev
 from saga.attempts import Attempt, project
 from saga.calls import Call, CallError
 from saga.inspection.history import timeline
-from saga.inspection.stats import PERCENTILES, Stats, attempts_from_events, compute_stats, nearest_rank
+from saga.inspection.stats import attempts_from_events
 from saga.store.loading import BulkSaga, write_sagas
-from saga.store.queries import saga_stats
+from saga.store.reads import PERCENTILES, Stats, nearest_rank
 from saga.store.schema import attempts
 from saga.store.sql import SqlEventStore
+from saga.store.sqlstats import compute_stats
 
 T0 = datetime(2026, 3, 1, 12, tzinfo=UTC)
 STEPS = ("reserve", "charge", "ship")
@@ -221,5 +222,5 @@ def test_every_reader_of_attempts_agrees_with_the_projection(
     assert list(timeline(saga_id, stored).attempts) == found
 
     # (d) the statistics, from the table and from the events (the saga and its bulk copy)
-    check_stats(saga_stats(sql_store, name=name), name, found * 2)
+    check_stats(sql_store.stats(name=name), name, found * 2)
     check_stats(from_events, name, found * 2)

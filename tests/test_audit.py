@@ -17,7 +17,8 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, VirtualClock
-from saga.inspection.audit import AuditRow, Head, HeadBuilder, canonical_json, event_hash, verify
+from saga.store.audit import AuditRow, Head, HeadBuilder, verify
+from saga.store.hashing import canonical_json, event_hash
 from saga.store.schema import JSONData
 
 copy_metadata = sa.MetaData()

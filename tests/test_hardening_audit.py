@@ -20,9 +20,9 @@ import pytest
 import sqlalchemy as sa
 
 from saga import Coordinator, EventStore, Saga, StepContext, StoreError, VirtualClock
-from saga.inspection.audit import Head, event_hash
 from saga.store import migrate
-from saga.store.queries import audit_head
+from saga.store.audit import Head
+from saga.store.hashing import event_hash
 from saga.store.sql import SqlEventStore
 from tests.cli_run import error_line, ok, run
 from tests.helpers import open_store, snapshot
@@ -186,7 +186,7 @@ def test_a_head_gives_up_on_a_transaction_that_stays_open(postgres_url: str) -> 
                 "FROM saga_events WHERE saga_id = 'a' AND seq = 1"))
             with open_store(postgres_url) as store, \
                     pytest.raises(StoreError, match=r"still open after 0\.5 s"):
-                audit_head(store, wait=0.5)
+                store.head(wait=0.5)
             conn.rollback()
     finally:
         engine.dispose()

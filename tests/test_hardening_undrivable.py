@@ -32,7 +32,6 @@ from saga import (
     VirtualClock,
 )
 from saga.secrets.keys import ENV_VAR, generate_key
-from saga.store.queries import list_sagas
 from tests.cli_run import ROOT, SAGA
 from tests.helpers import loose, of_type, open_store
 from tests.ui_log import free_port, serving
@@ -145,7 +144,7 @@ def test_a_decision_that_raises_parks_the_saga_once_and_cancel_resolves_it(store
         assert view.status is SagaStatus.RUNNING
         assert view.parked is not None and "charge" in view.parked, view.parked
         assert len(of_type(store, "o1", "SagaParked")) == 1
-        [row] = list_sagas(store).rows
+        [row] = store.list_sagas().rows
         assert row.parked == view.parked
 
         for _ in range(5):  # later passes back off further, and say nothing new
@@ -162,7 +161,7 @@ def test_a_decision_that_raises_parks_the_saga_once_and_cancel_resolves_it(store
         assert view.status is SagaStatus.COMPENSATED, view
         assert view.parked is None
         assert undone == ["o1"]  # the attempt whose outcome was not recorded is in doubt
-        assert list_sagas(store).rows[0].parked is None
+        assert store.list_sagas().rows[0].parked is None
 
 
 def test_the_web_page_of_a_parked_saga_says_why(sqlite_url: str) -> None:

@@ -154,7 +154,7 @@ def _hashes(conn: sa.Connection) -> dict[tuple[str, int], str]:
 
 def _v1_hashes(rows: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
     """The hashes revision 0002 gives events (version 1: without their recording time)."""
-    from saga.inspection.audit import event_hash
+    from saga.store.hashing import event_hash
 
     out: dict[tuple[str, int], str] = {}
     for r in rows:
@@ -166,7 +166,6 @@ def _v1_hashes(rows: list[dict[str, Any]]) -> dict[tuple[str, int], str]:
 def test_an_existing_log_is_upgraded_with_hashes_attempts_and_failed_steps(
     engine: sa.Engine, empty_url: str, tmp_path: Any
 ) -> None:
-    from saga.store.queries import audit_verify
     from tests.test_log_queries import _build
 
     built = _build(f"sqlite:///{tmp_path / 'source.db'}")  # a real log, written at head
@@ -201,7 +200,7 @@ def test_an_existing_log_is_upgraded_with_hashes_attempts_and_failed_steps(
         assert a[:7] == b[:7] and a[8:] == b[8:], (a, b)  # the key, name, times, outcome, error
         assert (a[7] is None) == (b[7] is None) and (a[7] is None or abs(a[7] - b[7]) < 1e-6)
     with open_store(empty_url) as store:
-        report = audit_verify(store)
+        report = store.verify()
         assert report.ok and report.sagas == len(ids) and report.events == len(old_events)
     with engine.begin() as conn:  # down again, with the log in it, and up
         migrate.downgrade(conn, "0001")

@@ -26,7 +26,7 @@ from saga.operators.actions import default_by, skip
 from saga.operators.bulk import Filters, act, select
 from saga.operators.check import check
 from saga.operators.fork import fork
-from saga.store import queries
+from saga.store import reads
 from saga.store.base import StoredEvent
 from tests.fixtures import ops_sagas
 from tests.fixtures.ops_sagas import RAN, shipment
@@ -302,7 +302,7 @@ def test_bulk_selects_as_saga_list_does_newest_started_first_on_every_store(
     store_url: str, clock: VirtualClock, page_size: int | None, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     if page_size is not None:  # pages of two: the selection follows the list's cursor
-        monkeypatch.setattr(queries, "MAX_LIMIT", page_size)
+        monkeypatch.setattr(reads, "MAX_LIMIT", page_size)
     with EventStore(store_url) as store:
         c = _coordinator(store, clock)
         for saga_id, sku in [("f-0", "stuck-undo"), ("c-0", "declined"), ("f-1", "stuck-undo"),
@@ -313,7 +313,7 @@ def test_bulk_selects_as_saga_list_does_newest_started_first_on_every_store(
         c.work(until_idle=True)
         chosen = list(select(store, Filters(failed_step="charge")))
         assert chosen == ["f-2", "f-1", "c-0", "f-0"]
-        listed = queries.list_sagas(store, failed_step="charge", limit=page_size or 50)
+        listed = store.list_sagas(failed_step="charge", limit=page_size or 50)
         assert chosen[:len(listed.rows)] == [r.saga_id for r in listed.rows]
         assert list(select(store, Filters(status=SagaStatus.FAILED))) == ["f-2", "f-1", "f-0"]
         assert list(select(store, Filters(error_type="ConnectionError"))) == ["r-0"]

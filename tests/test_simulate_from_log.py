@@ -83,4 +83,5 @@ def test_a_log_without_the_saga_or_a_missing_database_is_refused(
                       "--from-log", "--since", "soon").startswith("saga: error: --since: expected ")
     assert error_line("--db", "memory://", "simulate", TARGET, "checkout", "--runs", "5",
                       "--from-log") == (
-        "saga: error: --from-log reads a SQLite or PostgreSQL log, not memory://")
+        "saga: error: no saga log in memory://: a memory store's log lives in the memory of the "
+        "process that writes it, and a reader cannot see it")

@@ -142,7 +142,7 @@ def test_importing_saga_leaves_the_sql_backends_the_tools_and_the_console_unload
         capture_output=True, text=True, check=True,
     ).stdout.split()
     assert "saga" in loaded and "saga.operators.bulk" in loaded  # it did import the surface
-    heavy = ("saga.store.sql", "saga.store.sqlite", "saga.store.postgres", "saga.store.queries",
+    heavy = ("saga.store.sql", "saga.store.sqlite", "saga.store.postgres", "saga.store.sqlreads",
              "saga.cli", "saga.ui", "saga.simulate", "saga.testing", "saga.adapters",
              "sqlalchemy.dialects.sqlite", "sqlalchemy.dialects.postgresql", "psycopg")
     assert [m for m in loaded if m.startswith(heavy)] == []

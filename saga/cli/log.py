@@ -1,7 +1,8 @@
 """The commands that read the log as data: ``saga list``, ``saga stats``, ``saga export`` and
 ``saga audit verify|head``.
 
-Each parses its arguments, asks :mod:`saga.store.queries`, and prints. They
+Each parses its arguments, asks the store's read side (:class:`saga.store.EventLog`), and
+prints. They
 only read: the store is opened with ``schema="require"`` (no file, no schema,
 no journal switch is written), and a file named by ``--output`` is created
 only once the arguments and the database have been accepted.
@@ -24,7 +25,7 @@ from saga.inspection.stats import stats_table
 from saga.secrets.keys import redact_json
 from saga.state import SagaStatus
 from saga.store import EventStore
-from saga.store.queries import SagaRow, audit_head, audit_verify, export_events, list_sagas, saga_stats
+from saga.store.reads import SagaRow
 from saga.store.sqlite import SQLiteEventStore
 from saga.text import count, escape, printable_json, shorten
 from saga.timespec import parse_time, parse_window
@@ -48,9 +49,9 @@ def _cmd_list(args: argparse.Namespace) -> int:
         raise InvalidInput(f"unknown status {shorten(args.status)!r}; choose from {choices}")
     since, until = parse_window(args.since, args.until, now=datetime.now(UTC))
     with _reader(args) as store:
-        page = list_sagas(store, status=args.status, name=args.name, failed_step=args.failed_step,
-                          error_type=args.error_type, since=since, until=until, limit=args.limit,
-                          cursor=args.cursor)
+        page = store.list_sagas(status=args.status, name=args.name, failed_step=args.failed_step,
+                                error_type=args.error_type, since=since, until=until,
+                                limit=args.limit, cursor=args.cursor)
     if args.json:
         for r in page.rows:
             print(_compact(r.to_json()))
@@ -82,7 +83,7 @@ def _cmd_stats(args: argparse.Namespace) -> int:
     since = None if args.since is None else parse_time(args.since, now=datetime.now(UTC),
                                                         option="--since")
     with _reader(args) as store:
-        stats = saga_stats(store, name=args.name, since=since)
+        stats = store.stats(name=args.name, since=since)
     if args.json:
         print(_compact(stats.to_json()))
     else:
@@ -123,7 +124,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
                                                         option="--since")
     with _reader(args) as store:
         _not_the_database(store, args.output)
-        rows = export_events(store, since=since)
+        rows = store.export(since=since)
         first = next(rows, None)  # the database answered: only now is the output created
         with _output(args.output) as out:
             if args.format == "csv":
@@ -146,7 +147,7 @@ def _cmd_export(args: argparse.Namespace) -> int:
 
 def _cmd_audit_verify(args: argparse.Namespace) -> int:
     with _reader(args) as store:
-        report = audit_verify(store, args.id, head=args.head)
+        report = store.verify(args.id, head=args.head)
     for line in report.lines():  # one for each saga tampered with
         print(escape(line))
     return 0 if report.ok else 1
@@ -154,7 +155,7 @@ def _cmd_audit_verify(args: argparse.Namespace) -> int:
 
 def _cmd_audit_head(args: argparse.Namespace) -> int:
     with _reader(args) as store:
-        print(audit_head(store))
+        print(store.head())
     return 0
 
 

@@ -1,38 +1,24 @@
-"""Statistics over the log, computed in SQL: which saga ends how, which step is weak, which errors.
+"""Statistics as ``saga stats`` prints them, and the attempts derived from the events in SQL.
 
-Every figure is an aggregate the database computes (SQLAlchemy Core, the same
-statements on SQLite and PostgreSQL); no event is loaded into Python.
-
-- Per saga name: how many sagas ``completed``, ``compensated``, ``failed``,
-  and are still ``running`` (going forward or compensating).
-- Per step, keyed ``"<saga name>/<step>"`` (forward attempts only):
-  ``attempts`` started, ``successes``, ``failures`` (errors), ``timeouts``,
-  ``lost`` (the worker died first), ``attempts_per_success``, and the
-  ``p50``/``p95``/``p99`` of attempt duration in seconds, nearest rank, over
-  attempts with a recorded outcome other than lost. A duration runs from the
-  attempt's start to its outcome, by the times in the events (the
-  coordinator's clock, the same the timeline shows).
-- ``top_errors``: ``[error_type, count]`` over every failed attempt, forward
-  or compensation, commonest first.
-
-``name`` keeps one saga name; ``since`` keeps sagas started at or after it
-(``sagas.created_at``) and attempts started at or after it; both times come
-from the coordinator's clock. Attempts are read from a source with one row per attempt: by
-default derived from the events with window functions; a table the store
-keeps with the same columns answers the same statements faster.
+A store computes its statistics itself (:meth:`saga.store.EventLog.stats`,
+which returns :class:`~saga.store.reads.Stats`); this module renders them
+(:func:`stats_table`), and derives one row per attempt from the events table
+alone (:func:`attempts_from_events`), for a log whose attempts table is not
+filled yet and for checking that table against the events. Pass it as
+``attempts`` to :func:`~saga.store.sqlstats.compute_stats` for the same
+figures read that way.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
-from datetime import datetime
 from typing import Any
 
 import sqlalchemy as sa
-from sqlalchemy.ext.compiler import compiles
-from sqlalchemy.sql.compiler import SQLCompiler
 
+from saga.store.reads import PERCENTILES, SagaCounts, Stats, StepStats, nearest_rank
 from saga.store.schema import events, sagas
+from saga.store.sqlstats import compute_stats
+from saga.store.statements import epoch as _epoch
 
 __all__ = [
     "ATTEMPT_COLUMNS",
@@ -43,14 +29,8 @@ __all__ = [
     "attempts_from_events",
     "compute_stats",
     "nearest_rank",
-    "nth_duration_query",
-    "saga_counts_query",
     "stats_table",
-    "step_counts_query",
-    "top_errors_query",
 ]
-
-PERCENTILES = (50, 95, 99)
 
 _STARTED = "StepAttemptStarted"
 _FAILED = "StepAttemptFailed"
@@ -60,93 +40,9 @@ _COMP_FAILED = "CompensationAttemptFailed"
 _COMPENSATED = "StepCompensated"
 
 
-@dataclass(frozen=True, slots=True)
-class SagaCounts:
-    """How sagas of one name ended, or that they are still running (compensating included)."""
-
-    completed: int = 0
-    compensated: int = 0
-    failed: int = 0
-    running: int = 0
-
-    def to_json(self) -> dict[str, int]:
-        """The counts as a JSON object."""
-        return {"completed": self.completed, "compensated": self.compensated,
-                "failed": self.failed, "running": self.running}
-
-
-@dataclass(frozen=True, slots=True)
-class StepStats:
-    """How one step's forward attempts went; durations in seconds (``None``: none finished)."""
-
-    attempts: int
-    successes: int
-    failures: int
-    timeouts: int
-    lost: int
-    p50: float | None
-    p95: float | None
-    p99: float | None
-
-    @property
-    def attempts_per_success(self) -> float | None:
-        """Attempts started per success (``None`` when no attempt succeeded)."""
-        return self.attempts / self.successes if self.successes else None
-
-    def to_json(self) -> dict[str, Any]:
-        """The figures as a JSON object."""
-        return {"attempts": self.attempts, "successes": self.successes, "failures": self.failures,
-                "timeouts": self.timeouts, "lost": self.lost,
-                "attempts_per_success": self.attempts_per_success,
-                "p50": self.p50, "p95": self.p95, "p99": self.p99}
-
-
-@dataclass(frozen=True, slots=True)
-class Stats:
-    """The statistics ``saga stats`` prints."""
-
-    sagas: dict[str, SagaCounts]
-    steps: dict[str, StepStats]
-    top_errors: list[tuple[str, int]]
-
-    def to_json(self) -> dict[str, Any]:
-        """``{"sagas": {name: counts}, "steps": {"name/step": figures}, "top_errors": [[type, n]]}``."""
-        return {"sagas": {k: v.to_json() for k, v in self.sagas.items()},
-                "steps": {k: v.to_json() for k, v in self.steps.items()},
-                "top_errors": [[t, n] for t, n in self.top_errors]}
-
-
 ATTEMPT_COLUMNS = ("saga_id", "name", "step", "compensation", "attempt", "started_at", "ended_at",
                    "duration", "outcome", "error_type")
 """The columns of an attempts source: one row per attempt (see :func:`attempts_from_events`)."""
-
-
-class _Epoch(sa.sql.expression.FunctionElement[float]):
-    """Seconds since the epoch of an ISO 8601 text (each database parses it its own way)."""
-
-    type = sa.Float(precision=53)
-    inherit_cache = True
-    name = "saga_epoch"
-
-
-@compiles(_Epoch, "sqlite")
-def _epoch_sqlite(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    # strftime('%s') gives whole seconds exactly (julianday() would lose tens of microseconds),
-    # of the text without its fraction: SQLite keeps milliseconds, so "36.9997Z" would round up
-    # to 37. The fraction after "YYYY-MM-DDTHH:MM:SS" is read as a number ("0" || ".123456Z" ->
-    # 0.123456, "0" || "Z" -> 0, "0" || "+02:00" -> 0).
-    text = compiler.process(element.clauses, **kw)
-    whole = f"substr({text}, 1, 19) || ltrim(substr({text}, 20), '.0123456789')"
-    return f"(CAST(strftime('%s', {whole}) AS REAL) + CAST('0' || substr({text}, 20) AS REAL))"
-
-
-@compiles(_Epoch, "postgresql")
-def _epoch_postgresql(element: _Epoch, compiler: SQLCompiler, **kw: Any) -> str:
-    return f"EXTRACT(EPOCH FROM CAST({compiler.process(element.clauses, **kw)} AS TIMESTAMPTZ))"
-
-
-def _epoch(text: sa.ColumnElement[str]) -> _Epoch:
-    return _Epoch(text)
 
 
 def attempts_from_events() -> sa.Subquery:
@@ -206,128 +102,6 @@ def attempts_from_events() -> sa.Subquery:
         .select_from(rows.join(sagas, sagas.c.saga_id == rows.c.saga_id))
         .where(rows.c.type.in_((_STARTED, _COMP_STARTED)))
         .subquery("attempts")
-    )
-
-
-def _count(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:
-    return sa.func.coalesce(sa.func.sum(sa.case((cond, 1), else_=0)), 0)
-
-
-def _attempt_scope(
-    src: sa.FromClause, name: str | None, since: datetime | None
-) -> list[sa.ColumnElement[bool]]:
-    where: list[sa.ColumnElement[bool]] = []
-    if name is not None:
-        where.append(src.c.name == name)
-    if since is not None:
-        where.append(src.c.started_at >= since.timestamp())
-    return where
-
-
-def saga_counts_query(name: str | None = None, since: datetime | None = None) -> sa.Select[Any]:
-    """``(name, status, count)`` of sagas in scope (``since``: started at or after)."""
-    where: list[sa.ColumnElement[bool]] = []
-    if name is not None:
-        where.append(sagas.c.name == name)
-    if since is not None:
-        where.append(sagas.c.created_at >= since.timestamp())
-    return (sa.select(sagas.c.name, sagas.c.status, sa.func.count())
-            .where(*where).group_by(sagas.c.name, sagas.c.status))
-
-
-def step_counts_query(
-    src: sa.FromClause, name: str | None = None, since: datetime | None = None
-) -> sa.Select[Any]:
-    """``(name, step, attempts, successes, failures, timeouts, lost, timed)`` per step (forward
-    attempts; ``timed``: how many have a duration)."""
-    return (
-        sa.select(
-            src.c.name, src.c.step, sa.func.count(),
-            _count(src.c.outcome == "succeeded"), _count(src.c.outcome == "failed"),
-            _count(src.c.outcome == "timed_out"), _count(src.c.outcome == "lost"),
-            sa.func.count(src.c.duration),
-        )
-        .where(src.c.compensation == sa.false(), *_attempt_scope(src, name, since))
-        .group_by(src.c.name, src.c.step)
-    )
-
-
-def nth_duration_query(
-    src: sa.FromClause, name: str, step: str, rank: int, since: datetime | None = None
-) -> sa.Select[Any]:
-    """The ``rank``-th (from 1) shortest duration of a step's forward attempts.
-
-    With an index on ``(compensation, name, step, duration, ...)`` this walks the
-    index only, which is why percentiles are read one rank at a time instead
-    of ranking every attempt with a window function.
-    """
-    return (
-        sa.select(src.c.duration)
-        .where(src.c.compensation == sa.false(), src.c.name == name, src.c.step == step,
-               src.c.duration.is_not(None), *_attempt_scope(src, None, since))
-        .order_by(src.c.duration)
-        .offset(rank - 1)
-        .limit(1)
-    )
-
-
-def nearest_rank(p: int, n: int) -> int:
-    """The nearest rank (from 1) of percentile ``p`` among ``n`` values: the smallest r with 100 r >= p n."""
-    return max(1, -(-p * n // 100))
-
-
-def top_errors_query(
-    src: sa.FromClause, name: str | None = None, since: datetime | None = None, *, limit: int = 10
-) -> sa.Select[Any]:
-    """``(error_type, count)`` of failed attempts in scope (forward and compensation), commonest first."""
-    n = sa.func.count().label("n")
-    return (
-        sa.select(src.c.error_type, n)
-        .where(src.c.error_type.is_not(None), *_attempt_scope(src, name, since))
-        .group_by(src.c.error_type)
-        .order_by(n.desc(), src.c.error_type)
-        .limit(limit)
-    )
-
-
-def compute_stats(
-    conn: sa.Connection,
-    *,
-    name: str | None = None,
-    since: datetime | None = None,
-    top: int = 10,
-    attempts: sa.FromClause | None = None,
-) -> Stats:
-    """The statistics in scope, read with aggregate queries on ``conn`` (one snapshot is not
-    promised: run it in a transaction of the isolation needed).
-
-    ``attempts`` is where attempts are read: a table with the columns of
-    :data:`ATTEMPT_COLUMNS`, or by default :func:`attempts_from_events`.
-    """
-    src = attempts_from_events() if attempts is None else attempts
-    counts: dict[str, dict[str, int]] = {}
-    for saga_name, status, n in conn.execute(saga_counts_query(name, since)):
-        bucket = status if status in ("completed", "compensated", "failed") else "running"
-        per_name = counts.setdefault(saga_name, {})
-        per_name[bucket] = per_name.get(bucket, 0) + int(n)
-    steps: dict[str, StepStats] = {}
-    for saga_name, step, started, successes, failures, timeouts, lost, timed in conn.execute(
-        step_counts_query(src, name, since)
-    ).all():
-        p: list[float | None] = [
-            float(conn.execute(nth_duration_query(src, saga_name, step, nearest_rank(q, timed), since)
-                               ).scalar_one()) if timed else None
-            for q in PERCENTILES
-        ]
-        steps[f"{saga_name}/{step}"] = StepStats(
-            int(started), int(successes), int(failures), int(timeouts), int(lost),
-            *p,
-        )
-    top_errors = [(str(t), int(n)) for t, n in conn.execute(top_errors_query(src, name, since, limit=top))]
-    return Stats(
-        {k: SagaCounts(**v) for k, v in sorted(counts.items())},
-        dict(sorted(steps.items())),
-        top_errors,
     )
 
 

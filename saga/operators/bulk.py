@@ -2,7 +2,7 @@
 cancel or retry each one in its own transaction.
 
 :func:`select` turns filters into saga ids with the query of ``saga list``
-(:func:`saga.store.queries.list_sagas`): on a SQL store the database answers
+(:meth:`saga.store.EventLog.list_sagas`): on a SQL store the database answers
 every filter from its indexes, page by page; on the memory store it reads
 each saga's events. Selecting for a request keeps only the sagas it would
 change: those in the status it acts on, each read to be sure.
@@ -19,6 +19,7 @@ from saga.clock import Clock
 from saga.errors import InvalidInput, InvalidOperation, SagaNotFound
 from saga.operators.actions import APPLIES_TO, Request, changes, check_by, check_reason, request
 from saga.state import SagaStatus
+from saga.store import reads
 from saga.store.base import EventLog
 
 __all__ = ["BulkResult", "Filters", "act", "select"]
@@ -29,7 +30,7 @@ class Filters:
     """Which sagas a bulk request is for; every filter given must match.
 
     The filters of ``saga list``, meaning what they mean there
-    (:func:`saga.store.queries.list_sagas`): ``failed_step``: the step that
+    (:meth:`saga.store.EventLog.list_sagas`): ``failed_step``: the step that
     failed for good last (``StepFailed``); ``error_type``: an attempt of the
     saga (forward or compensation) failed with this error type;
     ``since``/``until``: the saga started at or after ``since`` and before
@@ -52,17 +53,13 @@ class Filters:
 
 def select(store: EventLog, filters: Filters, kind: Request | None = None) -> Iterator[str]:
     """The ids of the sagas that match every filter, newest started first: those
-    :func:`saga.store.queries.list_sagas` lists, read a page at a time.
+    :meth:`~saga.store.EventLog.list_sagas` lists, read a page at a time.
 
     With ``kind``, only the sagas that request would change now (see
     :func:`saga.operators.actions.changes`): a running saga not cancelled yet for
     ``cancel``, a failed one for ``retry``; none if ``filters.status`` is another.
     Raises :class:`~saga.InvalidInput` when ``filters`` is empty.
     """
-    # the query of saga list loads the SQL side: imported when first asked, so that importing
-    # saga (which exports this function) stays light
-    from saga.store import queries
-
     if filters.empty:
         raise InvalidInput("a bulk request needs at least one filter (--status, --name, "
                            "--failed-step, --error-type, --since, --until)")
@@ -73,10 +70,10 @@ def select(store: EventLog, filters: Filters, kind: Request | None = None) -> It
         status = APPLIES_TO[kind]
     cursor: str | None = None
     while True:
-        page = queries.list_sagas(
-            store, status=None if status is None else status.value,
+        page = store.list_sagas(
+            status=None if status is None else status.value,
             name=filters.name, failed_step=filters.failed_step, error_type=filters.error_type,
-            since=filters.since, until=filters.until, limit=queries.MAX_LIMIT, cursor=cursor)
+            since=filters.since, until=filters.until, limit=reads.MAX_LIMIT, cursor=cursor)
         for row in page.rows:
             if kind is None or _changes(store, row.saga_id, kind):
                 yield row.saga_id

@@ -1,7 +1,8 @@
 """``--from-log``: each step's failure rate and attempt durations, as production's log has them.
 
-The figures are read with the statements ``saga stats`` runs (:mod:`saga.inspection.stats`),
-over the same source of one row per attempt, so the simulator and the
+The figures are the store's statistics, as ``saga stats`` reads them
+(:meth:`saga.store.EventLog.stats`), and the durations come from the same
+attempt projection (:mod:`saga.attempts`), so the simulator and the
 statistics never disagree about what the log says:
 
 - a step's failure rate is its forward attempts that ended in an error,
@@ -18,23 +19,17 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-import sqlalchemy as sa
-
+from saga.attempts import project
 from saga.definition import Saga
 from saga.errors import InvalidInput
-from saga.inspection.stats import StepStats, compute_stats
 from saga.simulate.distributions import Distribution, Empirical
 from saga.simulate.intervals import wilson
 from saga.simulate.spec import Scenario
-from saga.store import EventStore, redact, schema
+from saga.store import EventLog, EventStore, redact
+from saga.store.reads import MAX_LIMIT, StepStats
 from saga.text import count
 
-__all__ = ["LogProfile", "StepProfile", "attempts_source", "read_profile"]
-
-
-def attempts_source() -> sa.FromClause:
-    """Where attempts are read: one row per attempt, as ``saga stats`` reads them."""
-    return schema.attempts
+__all__ = ["LogProfile", "StepProfile", "read_profile"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -104,33 +99,34 @@ class LogProfile:
         return out
 
 
-def _durations(conn: sa.Connection, src: sa.FromClause, name: str,
-               since: datetime | None) -> dict[str, list[float]]:
-    where = [src.c.compensation == sa.false(), src.c.name == name, src.c.duration.is_not(None)]
-    if since is not None:
-        where.append(src.c.started_at >= since.timestamp())
+def _durations(store: EventLog, name: str, since: datetime | None) -> dict[str, list[float]]:
+    """The durations of each step's forward attempts (started at or after ``since``) that
+    succeeded, failed or timed out, from every saga named ``name``."""
     out: dict[str, list[float]] = {}
-    for step, duration in conn.execute(sa.select(src.c.step, src.c.duration).where(*where)):
-        out.setdefault(step, []).append(max(0.0, float(duration)))
-    return out
+    cursor: str | None = None
+    while True:
+        page = store.list_sagas(name=name, limit=MAX_LIMIT, cursor=cursor)
+        for row in page.rows:
+            for a in project((e.seq, e.event, e.data) for e in store.load(row.saga_id)):
+                if a.compensation or a.duration is None or a.started_at is None \
+                        or (since is not None and a.started_at < since):
+                    continue
+                out.setdefault(a.step, []).append(max(0.0, a.duration))
+        if page.cursor is None:
+            return out
+        cursor = page.cursor
 
 
 def read_profile(url: str, saga: Saga, *, since: datetime | None = None) -> LogProfile:
-    """Read ``saga``'s step figures from the log at ``url`` (SQLite or PostgreSQL).
+    """Read ``saga``'s step figures from the log at ``url``.
 
-    Raises :class:`~saga.InvalidInput` when the database cannot be read that
-    way, or its log holds no attempt of a step of ``saga``; opening it
-    writes nothing.
+    Raises :class:`~saga.InvalidInput` when its log holds no attempt of a step
+    of ``saga``, and :class:`~saga.SagaNotFound` when there is no log there;
+    opening it writes nothing.
     """
-    from saga.store.sql import SqlEventStore
-
     with EventStore(url, schema="require") as store:
-        if not isinstance(store, SqlEventStore):
-            raise InvalidInput(f"--from-log reads a SQLite or PostgreSQL log, not {redact(url)}")
-        src = attempts_source()
-        with store.engine.connect() as conn:
-            stats = compute_stats(conn, name=saga.name, since=since, top=1, attempts=src)
-            durations = _durations(conn, src, saga.name, since)
+        stats = store.stats(name=saga.name, since=since, top=1)
+        durations = _durations(store, saga.name, since)
     steps = {s.name: StepProfile(stats.steps[f"{saga.name}/{s.name}"], durations.get(s.name, []))
              for s in saga.steps if f"{saga.name}/{s.name}" in stats.steps}
     if not steps:

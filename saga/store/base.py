@@ -1,4 +1,5 @@
-"""The event store interface: what every backend promises, and the constructor that opens one.
+"""The event store interface: what every backend promises (writing and reading a saga's log,
+finding work, and the read side over the whole log), and the constructor that opens one.
 
 ``EventStore(url)`` picks the backend for the URL's scheme through
 :mod:`saga.store.registry`, which imports it by name: this module knows no
@@ -7,22 +8,23 @@ backend, and no backend module is imported until a URL asks for it.
 
 from __future__ import annotations
 
-import json
+import sys
 from abc import ABC
-from collections.abc import Iterable, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Iterable, Iterator, Sequence
 from datetime import datetime
 from typing import TYPE_CHECKING, Any, Literal, Self, TypeVar
 
 from saga import events as ev
 from saga.clock import Clock, SystemClock, Wakeup
-from saga.errors import InvalidInput, PayloadTooLarge
+from saga.errors import InvalidInput
 from saga.secrets.keys import KeyRing, resolve_key_ring
 from saga.state import SagaStatus
+from saga.store.reads import HEAD_WAIT, AuditReport, ExportRow, Head, SagaPage, Stats
+from saga.store.records import SagaSummary, StoredEvent
 
 __all__ = [
     "DEFAULT_MAX_PAYLOAD", "EventLog", "EventStore", "SagaSummary", "SchemaMode", "StoredEvent",
-    "check_page", "check_saga_id", "dumps", "encoded", "wake_kept",
+    "check_saga_id",
 ]
 
 _F = TypeVar("_F")
@@ -43,57 +45,6 @@ DEFAULT_MAX_PAYLOAD = 1024 * 1024
 """Bytes of JSON one event may take, unless the store is opened with another ``max_payload``."""
 
 
-@dataclass(frozen=True, slots=True)
-class StoredEvent:
-    """One row of the log: an event as recorded, with the database's timestamp."""
-
-    saga_id: str
-    seq: int
-    type: str
-    data: dict[str, Any]
-    recorded_at: datetime
-    writer: str | None = None
-    position: int | None = None
-    schema_version: int = 1
-    hash: str | None = None
-    """SHA-256 chaining this event to the previous one of its saga (see :mod:`saga.inspection.audit`)."""
-    _event: ev.Event | None = field(default=None, repr=False, compare=False)
-
-    @property
-    def event(self) -> ev.Event:
-        """The event as its pydantic model (validated)."""
-        if self._event is not None:
-            return self._event
-        return ev.parse(self.type, self.data, self.schema_version)
-
-    def to_json(self) -> dict[str, Any]:
-        """The row as a JSON object: ``seq``, ``type``, ``data``, ``recorded_at`` and more."""
-        return {
-            "saga_id": self.saga_id,
-            "seq": self.seq,
-            "type": self.type,
-            "data": self.data,
-            "recorded_at": self.recorded_at.isoformat(),
-            "writer": self.writer,
-        }
-
-
-@dataclass(frozen=True, slots=True)
-class SagaSummary:
-    """A saga's row in the index table (rebuildable from its events)."""
-
-    saga_id: str
-    name: str
-    version: int
-    status: SagaStatus
-    last_seq: int
-    created_at: datetime
-    updated_at: datetime
-    wake_at: datetime | None
-    lease_owner: str | None
-    lease_expires_at: datetime | None
-
-
 class EventLog(ABC):
     """The interface of an event store: the append-only log of saga events, and
     the index of sagas beside it (:class:`EventStore` opens one of ours by URL; an
@@ -109,6 +60,13 @@ class EventLog(ABC):
     append then also checks, in the same transaction, that no one else holds
     a live lease. That check is the fence against a worker that lost its
     lease without noticing.
+
+    The read side answers questions about the whole log (:meth:`list_sagas`,
+    :meth:`stats`, :meth:`export`, :meth:`verify`, :meth:`head`), with the
+    values of :mod:`saga.store.reads`. A store with no query language of its
+    own can take them from :class:`saga.store.scanning.ScanReads`, which reads
+    every saga with :meth:`find` and :meth:`load`. The contract every store
+    keeps is :class:`saga.testing.contract.EventLogContract`.
     """
 
     key_ring: KeyRing | None = None
@@ -157,7 +115,7 @@ class EventLog(ABC):
         ``owner``'s until ``lease_until`` (``None``: released).
         The saga is due from ``wake_at`` (``None``: not due), except that a
         ``wake_at`` already come by ``now`` leaves an earlier one as it is
-        (:func:`wake_kept`).
+        (:func:`~saga.store.rules.wake_kept`).
         Raises ``ConcurrencyError`` if the log no longer ends at ``expected_seq``.
         """
         raise NotImplementedError
@@ -249,6 +207,88 @@ class EventLog(ABC):
             owner, now, until=until, names=names, limit=limit, exclude=exclude
         )]
 
+    # -- the read side: the whole log ----------------------------------------------------------
+
+    @abstractmethod
+    def list_sagas(
+        self,
+        *,
+        status: str | None = None,
+        name: str | None = None,
+        failed_step: str | None = None,
+        error_type: str | None = None,
+        since: datetime | None = None,
+        until: datetime | None = None,
+        limit: int = 50,
+        cursor: str | None = None,
+    ) -> SagaPage:
+        """Sagas newest first (by start, then id, descending), filtered by every filter given.
+
+        ``failed_step``: the step the saga last failed for good (``StepFailed``);
+        ``error_type``: some attempt of the saga (forward or compensation) failed
+        with that error type; ``since``/``until``: started at or after ``since``
+        and before ``until``. ``limit`` is 1 to :data:`~saga.store.reads.MAX_LIMIT`.
+        ``cursor`` is the previous page's :attr:`~saga.store.reads.SagaPage.cursor`:
+        the page goes on after its last saga, whatever was started since.
+        Raises ``InvalidInput`` for an unknown status, a bad limit or cursor.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
+    def stats(self, *, name: str | None = None, since: datetime | None = None,
+              top: int = 10) -> Stats:
+        """The statistics of the log (see :class:`~saga.store.reads.Stats`), read as of one moment.
+
+        ``name`` keeps one saga name; ``since`` keeps sagas started at or after
+        it and attempts started at or after it (both by the coordinator's
+        clock); ``top``: how many of the commonest errors to give.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
+    def export(self, *, since: datetime | None = None, batch: int = 1000) -> Iterator[ExportRow]:
+        """Every event recorded at or after ``since``, in the order they were appended, read in
+        batches of ``batch`` from one snapshot where the backend has them (memory stays flat
+        whatever the size of the log). The store stays busy until the iterator is exhausted
+        or closed."""
+        raise NotImplementedError
+
+    @abstractmethod
+    def verify(self, saga_id: str | None = None, *, head: str | Head | None = None) -> AuditReport:
+        """Recompute every hash chain (or ``saga_id``'s alone) and check each saga's index row,
+        and, with ``head`` (from :meth:`head`, kept elsewhere, or its text), that no saga lost
+        events the head covered, or was deleted whole, since.
+
+        Raises ``InvalidInput`` for a head that is not one, or a head with a
+        ``saga_id``, and ``SagaNotFound`` if ``saga_id`` has neither events nor
+        an index row.
+        """
+        raise NotImplementedError
+
+    @abstractmethod
+    def head(self, *, wait: float = HEAD_WAIT) -> Head:
+        """A :class:`~saga.store.audit.Head` of the log as it is: a digest over every saga's last
+        event, and the position it covers. ``str(head)`` kept elsewhere and passed to
+        :meth:`verify` later still holds once the log has grown.
+
+        A backend whose appends may commit out of position order (PostgreSQL)
+        waits, up to ``wait`` seconds and then raises ``StoreError``, for the
+        appends in flight when it looked, so that the head covers every event
+        up to its position.
+        """
+        raise NotImplementedError
+
+    def status_counts(self) -> dict[tuple[str, SagaStatus], int]:
+        """How many sagas of each name are in each status, from the index (for gauges: it
+        answers at once or fails, without retrying).
+
+        This default reads every index row; a backend counts in one query.
+        """
+        counts: dict[tuple[str, SagaStatus], int] = {}
+        for s in self.find(limit=sys.maxsize):
+            counts[s.name, s.status] = counts.get((s.name, s.status), 0) + 1
+        return counts
+
     def default_clock(self) -> Clock:
         """The clock a coordinator on this store uses unless given one: the database's time."""
         return SystemClock()
@@ -331,48 +371,8 @@ class EventStore(EventLog):
         return f"{type(self).__name__}({redact(self.url)!r})"
 
 
-def wake_kept(stored: float | None, new: float | None, now: float) -> bool:
-    """Whether an append leaves the saga's wake-up time ``stored`` as it is rather than set it
-    to ``new`` (epoch seconds): when both have come by ``now``, either makes the saga due now,
-    and the earlier one keeps it first in line. Rewriting it would move the row's entry in
-    the wake-up index on every append (on PostgreSQL, it would also rule out an update in
-    place of the row with all its indexes)."""
-    return stored is not None and new is not None and stored <= new <= now
-
-
-_COMPACT = json.JSONEncoder(separators=(",", ":"), ensure_ascii=False)
-
-
-def dumps(value: Any) -> str:
-    """Compact JSON (``json.dumps`` with options builds an encoder per call; this one is built
-    once)."""
-    return _COMPACT.encode(value)
-
-
-def encoded(saga_id: str, event: ev.Event, max_payload: int) -> tuple[dict[str, Any], str]:
-    """An event's data and its JSON text (keys in the order the event gives them, as a reader
-    of the log expects them); raises ``PayloadTooLarge`` above ``max_payload`` bytes."""
-    data = event.to_data()
-    text = dumps(data)
-    # UTF-8 takes at most 4 bytes a character: most texts are known to fit without encoding
-    if len(text) * 4 > max_payload and (size := len(text.encode())) > max_payload:
-        raise PayloadTooLarge(
-            f"{event.type_name()} for saga {saga_id} is {size} bytes; the store accepts "
-            f"at most {max_payload}"
-        )
-    return data, text
-
-
 def check_saga_id(saga_id: object) -> str:
     """Reject ids that are not short printable strings."""
     if not isinstance(saga_id, str) or not saga_id or len(saga_id) > 200 or not saga_id.isprintable():
         raise InvalidInput(f"a saga id must be a printable string of 1-200 characters, got {saga_id!r}")
     return saga_id
-
-
-def check_page(after: int, limit: int | None) -> None:
-    """Reject a page of :meth:`EventLog.load` that is not ``after >= 0``, ``limit >= 1`` or ``None``."""
-    if isinstance(after, bool) or not isinstance(after, int) or after < 0:
-        raise InvalidInput(f"after must be a whole number >= 0, got {after!r}")
-    if limit is not None and (isinstance(limit, bool) or not isinstance(limit, int) or limit < 1):
-        raise InvalidInput(f"limit must be a positive whole number or None, got {limit!r}")

@@ -15,7 +15,7 @@ from typing import Any, Generic, TypeVar
 
 from saga import events as ev
 from saga.attempts import project
-from saga.inspection.audit import event_hash
+from saga.store.hashing import event_hash
 
 __all__ = ["AttemptRows", "HashCache", "attempt_rows", "chain", "failed_step_of"]
 
@@ -25,7 +25,7 @@ V = TypeVar("V")
 def chain(rows: Sequence[dict[str, Any]], datas: Sequence[Any], previous: str | None) -> str | None:
     """Set ``row["hash"]`` on each event row (``saga_id``, ``seq``, ``type``, ``schema_version``,
     ``recorded_at``; ``datas``: the events' data as JSON values), chained from ``previous``, as
-    hash version :data:`~saga.inspection.audit.HASH_VERSION`; returns the last hash."""
+    hash version :data:`~saga.store.hashing.HASH_VERSION`; returns the last hash."""
     for row, data in zip(rows, datas, strict=True):
         previous = row["hash"] = event_hash(row["saga_id"], row["seq"], row["type"],
                                             row["schema_version"], data, previous,

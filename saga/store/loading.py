@@ -16,12 +16,14 @@ from typing import Any
 
 from saga import events as ev
 from saga.errors import InvalidInput
-from saga.inspection.audit import HASH_VERSION
 from saga.state import SagaStatus
-from saga.store.base import check_saga_id, encoded
+from saga.store.base import check_saga_id
 from saga.store.chain import attempt_rows, chain, failed_step_of
+from saga.store.hashing import HASH_VERSION
+from saga.store.rules import encoded
 from saga.store.schema import attempts, events, sagas
-from saga.store.sql import SqlEventStore, translated
+from saga.store.sql import SqlEventStore
+from saga.store.transient import translated
 
 __all__ = ["BulkSaga", "write_sagas"]
 

@@ -1,9 +1,10 @@
 """The in-memory backend: one log per store object, gone when the process ends.
 
 For tests and simulation: it keeps the same contract as the databases (the
-``seq`` and lease fence, the payload limit, atomic claims) under one lock,
-and finds due sagas through a heap keyed by when each may next be due, so
-that claiming among thousands of sagas costs little.
+``seq`` and lease fence, the payload limit, atomic claims, the hash chain,
+the read side) under one lock, and finds due sagas through a heap keyed by
+when each may next be due, so that claiming among thousands of sagas costs
+little.
 """
 
 from __future__ import annotations
@@ -17,7 +18,6 @@ from datetime import UTC, datetime
 
 from saga import events as ev
 from saga.errors import ConcurrencyError, InvalidInput, LeaseHeld, SagaNotFound
-from saga.inspection.audit import event_hash
 from saga.secrets.keys import KeyRing
 from saga.state import SagaStatus
 from saga.store.base import (
@@ -26,11 +26,11 @@ from saga.store.base import (
     SagaSummary,
     SchemaMode,
     StoredEvent,
-    check_page,
     check_saga_id,
-    encoded,
-    wake_kept,
 )
+from saga.store.hashing import event_hash
+from saga.store.rules import check_page, encoded, wake_kept
+from saga.store.scanning import ScanReads
 
 __all__ = ["MemoryEventStore"]
 
@@ -64,8 +64,13 @@ class _Saga:
         )
 
 
-class MemoryEventStore(EventStore):
-    """An event store in this process's memory (``memory://``); thread-safe."""
+class MemoryEventStore(ScanReads, EventStore):
+    """An event store in this process's memory (``memory://``); thread-safe.
+
+    Its read side reads every saga's events (:class:`~saga.store.scanning.ScanReads`). Opened
+    with ``schema="require"`` (as reading commands open a store) it refuses: a new memory
+    store holds no saga log, the log it would read lives in another process's memory.
+    """
 
     def __init__(
         self,
@@ -78,6 +83,9 @@ class MemoryEventStore(EventStore):
         super().__init__(url, max_payload=max_payload, schema=schema, encryption_key=encryption_key)
         if url.partition("://")[2] not in ("", "/"):
             raise InvalidInput("a memory store's URL is just memory://")
+        if schema == "require":
+            raise SagaNotFound("no saga log in memory://: a memory store's log lives in the "
+                               "memory of the process that writes it, and a reader cannot see it")
         self._lock = threading.Lock()
         self._sagas: dict[str, _Saga] = {}
         self._heap: list[tuple[float, int, str, int]] = []

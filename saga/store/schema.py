@@ -27,7 +27,7 @@ events = sa.Table(
     sa.Column("recorded_at", sa.Float(precision=53), nullable=False),
     sa.Column("writer", sa.String(100), nullable=True),
     sa.Column("hash", sa.String(64), nullable=False),
-    # what the hash covers (saga.inspection.audit): 1 leaves recorded_at out (events written before 0003)
+    # what the hash covers (saga.store.hashing): 1 leaves recorded_at out (events written before 0003)
     sa.Column("hash_version", sa.SmallInteger, nullable=False, server_default=sa.text("1")),
     sa.UniqueConstraint("saga_id", "seq", name="uq_saga_events_saga_id_seq"),
 )
@@ -86,5 +86,5 @@ attempts = sa.Table(
              postgresql_where=sa.text("error_type IS NOT NULL")),
     sqlite_with_rowid=False,  # one b-tree fewer to keep per attempt
 )
-"""One row per attempt (the columns of :data:`saga.inspection.stats.ATTEMPT_COLUMNS`), kept by the store
-in the transaction that appends the attempt's events: what ``saga stats`` reads."""
+"""One row per attempt (its outcome as :func:`saga.attempts.outcome_of` says), kept by the store in
+the transaction that appends the attempt's events: what the store's statistics read."""

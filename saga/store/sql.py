@@ -1,5 +1,5 @@
 """What the SQL backends share, on SQLAlchemy Core: opening (schema checks), the append with
-its fence, reading, and the portable claim.
+its fence, reading, the portable claim, and the read side (:mod:`saga.store.sqlreads`).
 
 Nothing here is one database's: each backend (:mod:`saga.store.sqlite`,
 :mod:`saga.store.postgres`) supplies its engine, its transactions and locking,
@@ -8,106 +8,42 @@ and how it inserts events, and overrides what it does better in its own SQL.
 
 from __future__ import annotations
 
-import functools
 import json
-import logging
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 from datetime import datetime
-from typing import Any, ParamSpec, TypeVar
+from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from saga import events as ev
-from saga.errors import ConcurrencyError, InvalidInput, LeaseHeld, SagaError, SagaNotFound, StoreError
+from saga.errors import ConcurrencyError, InvalidInput, LeaseHeld, SagaNotFound
 from saga.secrets.keys import KeyRing
 from saga.state import SagaStatus
 from saga.store import statements as q
+from saga.store.appends import Append, refusal
 from saga.store.base import (
     DEFAULT_MAX_PAYLOAD,
     EventStore,
     SagaSummary,
     SchemaMode,
     StoredEvent,
-    check_page,
     check_saga_id,
-    encoded,
 )
 from saga.store.chain import HashCache, attempt_rows, chain, failed_step_of
 from saga.store.opening import SchemaChecks
+from saga.store.rules import check_page, encoded
 from saga.store.schema import events, sagas
-from saga.store.transient import first_line, retrying
+from saga.store.sqlreads import SqlReads
+from saga.store.statements import stored_event
+from saga.store.transient import translated
 
-__all__ = ["Append", "SqlEventStore", "refusal", "stored_event", "translated"]
-
-log = logging.getLogger("saga.store")
-
-P = ParamSpec("P")
-T = TypeVar("T")
+__all__ = ["SqlEventStore"]
 
 
-def translated(fn: Callable[P, T]) -> Callable[P, T]:
-    """Retry transient faults, then re-raise driver errors as ``StoreError`` (ours pass through).
-
-    The method runs whole again after a transient fault (see
-    :mod:`saga.store.transient`), so it must be one transaction, or safe to repeat.
-    """
-
-    @functools.wraps(fn)
-    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
-        store = args[0]
-        give_up_after = store.retry_for if isinstance(store, SqlEventStore) else 0.0
-        try:
-            return retrying(lambda: fn(*args, **kwargs), give_up_after=give_up_after)
-        except SagaError:
-            raise
-        except sa_exc.SQLAlchemyError as e:
-            raise StoreError(f"database error: {first_line(e)}") from e
-
-    return wrapper
-
-
-@dataclass(frozen=True, slots=True)
-class Append:
-    """One append as the store writes it: alone, or in a batch with others."""
-
-    saga_id: str
-    expected: int
-    rows: list[dict[str, Any]]  # each with "data" (the JSON text, as measured and written), "hash"
-    datas: list[Any]  # each row's data as JSON values (what its hash covers)
-    chained: bool  # the rows' hashes are chained from the previous event's (else: look it up)
-    starts: list[dict[str, Any]]  # saga_attempts rows the append writes (see saga.store.chain)
-    ends: list[dict[str, Any]]  # saga_attempts rows, started before, that it ends
-    failed_step: str | None  # a StepFailed's step: sagas.failed_step
-    status: str
-    wake_at: float | None
-    now: float
-    owner: str | None  # None: an operator's append, not fenced by the lease
-    lease_until: float | None  # None: the owner lets go of the lease
-    wake: bool  # the saga becomes due with no one holding it: notify idle workers
-
-    def params(self) -> dict[str, Any]:
-        """Parameters of ``APPEND`` (or ``APPEND_FENCED`` when there is an owner)."""
-        params: dict[str, Any] = {
-            "b_saga_id": self.saga_id,
-            "b_expected": self.expected,
-            "b_last_seq": self.expected + len(self.rows),
-            "b_status": self.status,
-            "b_wake_at": self.wake_at,
-            "b_now": self.now,
-            "b_failed_step": self.failed_step,
-        }
-        if self.owner is not None:
-            params["b_owner"] = self.owner
-            params["b_lease_owner"] = self.owner if self.lease_until is not None else None
-            params["b_lease_until"] = self.lease_until
-        return params
-
-
-class SqlEventStore(SchemaChecks, EventStore):
+class SqlEventStore(SchemaChecks, SqlReads, EventStore):
     """The saga event log in a SQL database (a backend subclasses it with its engine and locking)."""
 
     engine: sa.Engine
@@ -440,33 +376,3 @@ class SqlEventStore(SchemaChecks, EventStore):
 
     def close(self) -> None:
         self.engine.dispose()
-
-
-def refusal(row: Sequence[Any] | None, saga_id: str, expected_seq: int) -> SagaError:
-    """Why an append was refused, from the saga's ``REFUSED`` row (``None``: no such saga)."""
-    if row is None:
-        return SagaNotFound(f"no saga has id {saga_id!r}")
-    last_seq, lease_owner, lease_expires_at = row
-    if last_seq != expected_seq:
-        return ConcurrencyError(
-            f"saga {saga_id}: expected to append after seq {expected_seq}, "
-            f"but the log is at {last_seq}"
-        )
-    return LeaseHeld(
-        f"saga {saga_id} is leased to {lease_owner} until {q.from_ts(lease_expires_at).isoformat()}"
-    )
-
-
-def stored_event(saga_id: str, row: Sequence[Any]) -> StoredEvent:
-    """One row as ``LOAD`` selects it (position, seq, type, schema_version, data, recorded_at,
-    writer, hash; ``data`` decoded) as a stored event."""
-    position, seq, type_, schema_version, data, recorded_at, writer, hash_ = row
-    try:
-        parsed = ev.parse(type_, data, schema_version)
-    except ValueError as e:
-        raise StoreError(f"saga {saga_id}: event {seq} cannot be read: {e}") from e
-    return StoredEvent(
-        saga_id=saga_id, seq=seq, type=type_, data=data, recorded_at=q.from_ts(recorded_at),
-        writer=writer, position=position, schema_version=schema_version, hash=hash_,
-        _event=parsed,
-    )

@@ -28,15 +28,21 @@ from typing import Any
 import sqlalchemy as sa
 from sqlalchemy import event
 from sqlalchemy import exc as sa_exc
+from sqlalchemy.ext.compiler import compiles
 from sqlalchemy.pool import StaticPool
+from sqlalchemy.sql.compiler import SQLCompiler
 
 from saga.errors import InvalidInput, SagaNotFound
-from saga.inspection.audit import HASH_VERSION
 from saga.store import statements as q
-from saga.store.base import StoredEvent, check_page, wake_kept
+from saga.store.appends import Append, refusal
+from saga.store.base import StoredEvent
 from saga.store.chain import HashCache, chain
+from saga.store.hashing import HASH_VERSION
+from saga.store.rules import check_page, wake_kept
 from saga.store.schema import events, sagas
-from saga.store.sql import Append, SqlEventStore, refusal, stored_event, translated
+from saga.store.sql import SqlEventStore
+from saga.store.statements import Epoch, stored_event
+from saga.store.transient import translated
 from saga.store.urls import parse, redact
 
 __all__ = ["SQLiteEventStore"]
@@ -96,6 +102,17 @@ class SQLiteEventStore(SqlEventStore):
         with self.engine.connect() as conn, conn.begin():
             conn.exec_driver_sql("BEGIN IMMEDIATE")
             yield conn
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sa.Connection]:
+        # A read transaction: SQLite's snapshot starts with its first read. The driver leaves
+        # transactions to us, so the BEGIN and the ROLLBACK are ours.
+        with self.engine.connect() as conn, conn.begin():
+            conn.exec_driver_sql("BEGIN")
+            try:
+                yield conn
+            finally:
+                conn.exec_driver_sql("ROLLBACK")
 
     @functools.cached_property
     def _driver_sql(self) -> dict[str, tuple[str, tuple[str, ...]]]:
@@ -229,6 +246,17 @@ class SQLiteEventStore(SqlEventStore):
         if out:
             self._hashes.put(saga_id, out[-1].seq, out[-1].hash)
         return out
+
+
+@compiles(Epoch, "sqlite")
+def _epoch(element: Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    # strftime('%s') gives whole seconds exactly (julianday() would lose tens of microseconds),
+    # of the text without its fraction: SQLite keeps milliseconds, so "36.9997Z" would round up
+    # to 37. The fraction after "YYYY-MM-DDTHH:MM:SS" is read as a number ("0" || ".123456Z" ->
+    # 0.123456, "0" || "Z" -> 0, "0" || "+02:00" -> 0).
+    text = compiler.process(element.clauses, **kw)
+    whole = f"substr({text}, 1, 19) || ltrim(substr({text}, 20), '.0123456789')"
+    return f"(CAST(strftime('%s', {whole}) AS REAL) + CAST('0' || substr({text}, 20) AS REAL))"
 
 
 class _Spare:

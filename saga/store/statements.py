@@ -8,20 +8,23 @@ database's own textual statements included, is built from the same expression.
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
 import sqlalchemy as sa
 
+from saga import events as ev
+from saga.errors import StoreError
 from saga.state import SagaStatus
-from saga.store.base import SagaSummary
+from saga.store.base import SagaSummary, StoredEvent
 from saga.store.schema import events, sagas
 
 __all__ = [
     "APPEND", "APPEND_FENCED", "APPEND_VARIANTS", "ATTEMPT_END", "ATTEMPT_START", "CREATE",
     "LOAD", "PREVIOUS_HASH",
-    "SUMMARY", "due_query", "from_ts",
-    "is_due", "lease_free", "lease_open", "next_wake", "summary_of", "to_ts",
+    "SUMMARY", "Epoch", "due_query", "epoch", "from_ts",
+    "is_due", "lease_free", "lease_open", "next_wake", "stored_event", "summary_of", "to_ts",
 ]
 
 ACTIVE = (SagaStatus.RUNNING.value, SagaStatus.COMPENSATING.value)
@@ -37,6 +40,20 @@ def to_ts(dt: datetime) -> float:
 def from_ts(ts: float) -> datetime:
     """Epoch seconds as a UTC datetime."""
     return datetime.fromtimestamp(ts, UTC)
+
+
+class Epoch(sa.sql.expression.FunctionElement[float]):
+    """Seconds since the epoch of an ISO 8601 text: each backend compiles it its own way
+    (:mod:`saga.store.sqlite`, :mod:`saga.store.postgres.statements`)."""
+
+    type = sa.Float(precision=53)
+    inherit_cache = True
+    name = "saga_epoch"
+
+
+def epoch(text: sa.ColumnElement[str]) -> Epoch:
+    """:class:`Epoch` of ``text`` (such as an event's ``at``)."""
+    return Epoch(text)
 
 
 def lease_free(now: sa.ColumnElement[Any]) -> sa.ColumnElement[bool]:
@@ -183,4 +200,19 @@ def summary_of(r: sa.Row[Any]) -> SagaSummary:
         wake_at=None if r.wake_at is None else from_ts(r.wake_at),
         lease_owner=r.lease_owner,
         lease_expires_at=None if r.lease_expires_at is None else from_ts(r.lease_expires_at),
+    )
+
+
+def stored_event(saga_id: str, row: Sequence[Any]) -> StoredEvent:
+    """One row as ``LOAD`` selects it (position, seq, type, schema_version, data, recorded_at,
+    writer, hash; ``data`` decoded) as a stored event."""
+    position, seq, type_, schema_version, data, recorded_at, writer, hash_ = row
+    try:
+        parsed = ev.parse(type_, data, schema_version)
+    except ValueError as e:
+        raise StoreError(f"saga {saga_id}: event {seq} cannot be read: {e}") from e
+    return StoredEvent(
+        saga_id=saga_id, seq=seq, type=type_, data=data, recorded_at=from_ts(recorded_at),
+        writer=writer, position=position, schema_version=schema_version, hash=hash_,
+        _event=parsed,
     )

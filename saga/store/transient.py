@@ -10,9 +10,10 @@ events (see :meth:`saga.store.sql.SqlEventStore.append`).
 
 from __future__ import annotations
 
+import functools
 import logging
 from collections.abc import Callable
-from typing import TypeVar
+from typing import ParamSpec, TypeVar
 
 from sqlalchemy import exc as sa_exc
 from tenacity import (
@@ -24,8 +25,11 @@ from tenacity import (
     wait_random,
 )
 
-__all__ = ["first_line", "is_transient", "retrying"]
+from saga.errors import SagaError, StoreError
 
+__all__ = ["first_line", "is_transient", "retrying", "translated"]
+
+P = ParamSpec("P")
 T = TypeVar("T")
 
 log = logging.getLogger("saga.store")
@@ -88,3 +92,26 @@ def retrying(fn: Callable[[], T], *, give_up_after: float) -> T:
         reraise=True,
     )
     return policy(fn)
+
+
+def translated(fn: Callable[P, T]) -> Callable[P, T]:
+    """A store's method that retries transient faults (for the store's ``retry_for`` seconds,
+    if it has that attribute), then re-raises driver errors as ``StoreError`` (ours pass
+    through).
+
+    The method runs whole again after a transient fault, so it must be one
+    transaction, or safe to repeat.
+    """
+
+    @functools.wraps(fn)
+    def wrapper(*args: P.args, **kwargs: P.kwargs) -> T:
+        store = args[0]
+        give_up_after = float(getattr(store, "retry_for", 0.0))
+        try:
+            return retrying(lambda: fn(*args, **kwargs), give_up_after=give_up_after)
+        except SagaError:
+            raise
+        except sa_exc.SQLAlchemyError as e:
+            raise StoreError(f"database error: {first_line(e)}") from e
+
+    return wrapper

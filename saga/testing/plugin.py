@@ -22,6 +22,11 @@ from saga.store import EventStore
 from saga.testing.coordinator import SagaTestCoordinator
 from saga.testing.limits import SagaTestClock
 
+# The store contract's assertions, explained on failure as a test module's are (registered
+# before a test module imports it).
+pytest.register_assert_rewrite("saga.testing.contract", "saga.testing.contract_read",
+                               "saga.testing.contract_write")
+
 __all__ = [
     "POSTGRES_ENV",
     "saga_clock",

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import TYPE_CHECKING
 
 if TYPE_CHECKING:
-    from saga.store.sql import SqlEventStore
+    from saga.store.base import EventLog
 
 __all__ = ["INSTALL_HINT", "serve"]
 
@@ -20,7 +20,7 @@ INSTALL_HINT = "saga ui needs the ui extra: pip install 'saga-coordinator[ui]'"
 """What to do when the web server's packages (starlette, jinja2, uvicorn) are missing."""
 
 
-def serve(store: SqlEventStore, *, host: str = "127.0.0.1", port: int = 8080) -> None:
+def serve(store: EventLog, *, host: str = "127.0.0.1", port: int = 8080) -> None:
     """Serve the pages over ``store`` (open it with :func:`saga.ui.data.open_store`, which reads
     only) on ``host:port`` until interrupted; the caller closes the store.
 

@@ -38,7 +38,7 @@ from starlette.templating import Jinja2Templates
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from saga.errors import InvalidInput, SagaNotFound
-from saga.store.sql import SqlEventStore
+from saga.store.base import EventLog
 from saga.text import shorten
 from saga.ui import chart, data, params
 from saga.ui.params import Query
@@ -118,7 +118,7 @@ def _templates() -> Jinja2Templates:
     return Jinja2Templates(env=env)
 
 
-def create_app(store: SqlEventStore, *, hosts: Iterable[str]) -> Starlette:
+def create_app(store: EventLog, *, hosts: Iterable[str]) -> Starlette:
     """The application over ``store`` (left open; the caller closes it), answering only for ``hosts``
     (``Host`` header values such as ``127.0.0.1:8080``; see :func:`allowed_hosts`)."""
     templates = _templates()

@@ -2,9 +2,9 @@
 
 Everything the web pages need from the store goes through this module, read
 only, and comes back as plain JSON-ready values with every secret shown as
-``**********``. The list and the statistics are the store's own
-queries (:mod:`saga.store.queries`), the ones ``saga list`` and ``saga stats``
-run.
+``**********``. The list and the statistics are the store's own read side
+(:meth:`~saga.store.EventLog.list_sagas`, :meth:`~saga.store.EventLog.stats`),
+as ``saga list`` and ``saga stats`` read them.
 """
 
 from __future__ import annotations
@@ -20,9 +20,7 @@ from saga.inspection.timeline import stream
 from saga.secrets.keys import redact_json
 from saga.secrets.sealing import redacted
 from saga.state import SagaStatus
-from saga.store import queries
-from saga.store.base import EventStore
-from saga.store.sql import SqlEventStore
+from saga.store.base import EventLog, EventStore
 from saga.text import shorten
 from saga.ui.params import Query
 
@@ -39,14 +37,10 @@ _DETAIL_PAGE = 50
 """Events read at a time while following one attempt to its end (it usually ends at the next)."""
 
 
-def open_store(url: str) -> SqlEventStore:
-    """The log at ``url``, opened without creating or changing anything (a SQL database only)."""
-    store = EventStore(url, schema="require")
-    if not isinstance(store, SqlEventStore):
-        store.close()
-        raise InvalidInput("saga ui reads a SQL database (sqlite:// or postgresql://), "
-                           "not a log held in another process's memory")
-    return store
+def open_store(url: str) -> EventStore:
+    """The log at ``url``, opened without creating or changing anything (a store that holds no
+    saga log, a new memory store among them, is refused)."""
+    return EventStore(url, schema="require")
 
 
 @dataclass(frozen=True, slots=True)
@@ -107,16 +101,16 @@ class Page:
         return {"sagas": self.rows, "next_cursor": self.next_cursor}
 
 
-def list_sagas(store: SqlEventStore, filters: ListFilters) -> Page:
+def list_sagas(store: EventLog, filters: ListFilters) -> Page:
     """One page of sagas matching ``filters``, newest started first, as
-    :func:`saga.store.queries.list_sagas` (the query of ``saga list``) selects them.
+    :meth:`~saga.store.EventLog.list_sagas` (the query of ``saga list``) selects them.
 
     Each row has ``id``, ``name``, ``version``, ``status``, ``started_at``,
     ``updated_at`` and ``failed_step`` (the step that failed for good, ``None``
     if none did). Raises :class:`~saga.InvalidInput` for a cursor no page gave.
     """
-    found = queries.list_sagas(
-        store, status=filters.status, name=filters.name, failed_step=filters.failed_step,
+    found = store.list_sagas(
+        status=filters.status, name=filters.name, failed_step=filters.failed_step,
         error_type=filters.error_type, since=filters.since, until=filters.until,
         limit=filters.limit, cursor=filters.cursor)
     rows = [{"id": r.saga_id, "name": r.name, "version": r.version, "status": r.status,
@@ -125,7 +119,7 @@ def list_sagas(store: SqlEventStore, filters: ListFilters) -> Page:
     return Page(rows, found.cursor)
 
 
-def saga_page(store: SqlEventStore, saga_id: str, page: int = 1) -> dict[str, Any]:
+def saga_page(store: EventLog, saga_id: str, page: int = 1) -> dict[str, Any]:
     """Page ``page`` (from 1) of the saga's timeline, secrets masked: ``saga show --json``'s
     header, the attempts numbered ``(page - 1) * PAGE_ATTEMPTS`` on (each with its ``index`` in the
     whole timeline), the operator actions taken while they ran, and ``page``: ``number``,
@@ -163,7 +157,7 @@ def saga_page(store: SqlEventStore, saga_id: str, page: int = 1) -> dict[str, An
             "page": {"number": page, "pages": pages, "size": PAGE_ATTEMPTS, "attempts": reader.started}}
 
 
-def attempt_detail(store: SqlEventStore, saga_id: str, seq: int) -> dict[str, Any]:
+def attempt_detail(store: EventLog, saga_id: str, seq: int) -> dict[str, Any]:
     """The attempt that event ``seq`` of the saga's log starts, with the saga's ``id``, secrets masked;
     read from that event on until the attempt ends, so only that attempt is loaded. Raises
     ``SagaNotFound``, and :class:`~saga.InvalidInput` when event ``seq`` starts no attempt."""
@@ -173,10 +167,10 @@ def attempt_detail(store: SqlEventStore, saga_id: str, seq: int) -> dict[str, An
     return {"id": saga_id, **found.to_json()}
 
 
-def stats(store: SqlEventStore, *, name: str | None, since: datetime | None) -> dict[str, Any]:
+def stats(store: EventLog, *, name: str | None, since: datetime | None) -> dict[str, Any]:
     """The statistics ``saga stats --json`` prints, for one saga name or all, since a time or ever,
     each step with its ``failure_rate`` (failures, timeouts and lost attempts over attempts)."""
-    data = queries.saga_stats(store, name=name, since=since).to_json()
+    data = store.stats(name=name, since=since).to_json()
     for figures in data["steps"].values():
         bad = figures["failures"] + figures["timeouts"] + figures["lost"]
         figures["failure_rate"] = bad / figures["attempts"] if figures["attempts"] else 0.0

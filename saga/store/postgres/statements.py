@@ -10,16 +10,18 @@ from typing import Any
 
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
+from sqlalchemy.ext.compiler import compiles
+from sqlalchemy.sql.compiler import SQLCompiler
 
-from saga.inspection.audit import HASH_VERSION
-from saga.store.base import dumps
+from saga.store.appends import Append
+from saga.store.hashing import HASH_VERSION
 from saga.store.postgres.notify import CHANNEL
-from saga.store.sql import Append
-from saga.store.statements import is_due, lease_open, next_wake
+from saga.store.rules import dumps
+from saga.store.statements import Epoch, is_due, lease_open, next_wake
 
 __all__ = [
     "BATCH_APPEND", "CLAIM", "CLAIM_LOADED", "CREATE_WITH_EVENTS", "CREATE_WITH_EVENTS_AND_NOTIFY",
-    "NOTIFY",
+    "NOTIFY", "WRITING_EVENTS",
     "events_document", "sagas_document",
 ]
 
@@ -188,3 +190,16 @@ def sagas_document(appends: Iterable[Append]) -> str:
         "lease_owner": a.owner if a.lease_until is not None else None,
         "lease_until": a.lease_until, "failed_step": a.failed_step,
     } for a in appends])
+
+
+WRITING_EVENTS = sa.text(
+    "SELECT DISTINCT l.virtualtransaction FROM pg_locks l "
+    "WHERE l.relation = CAST('saga_events' AS regclass) AND l.mode = 'RowExclusiveLock' "
+    "AND l.pid <> pg_backend_pid()"
+)
+"""The transactions, other than ours, writing events now (a head waits for them to end)."""
+
+
+@compiles(Epoch, "postgresql")
+def _epoch(element: Epoch, compiler: SQLCompiler, **kw: Any) -> str:
+    return f"EXTRACT(EPOCH FROM CAST({compiler.process(element.clauses, **kw)} AS TIMESTAMPTZ))"

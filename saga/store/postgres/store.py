@@ -6,6 +6,7 @@ from __future__ import annotations
 import functools
 import logging
 import threading
+import time
 from collections.abc import Iterable, Iterator
 from contextlib import contextmanager
 from datetime import datetime
@@ -16,16 +17,19 @@ import sqlalchemy as sa
 from sqlalchemy import exc as sa_exc
 
 from saga.clock import Clock, Wakeup
-from saga.errors import InvalidInput, SagaError
+from saga.errors import InvalidInput, SagaError, StoreError
 from saga.store import statements as q
-from saga.store.base import StoredEvent, dumps
+from saga.store.appends import Append
+from saga.store.base import StoredEvent
 from saga.store.chain import chain
 from saga.store.postgres import statements as pg
 from saga.store.postgres.group import GroupCommit, Pending
 from saga.store.postgres.notify import PostgresListener
 from saga.store.postgres.server_clock import DatabaseClock
-from saga.store.sql import Append, SqlEventStore, translated
-from saga.store.transient import first_line
+from saga.store.rules import dumps
+from saga.store.schema import events
+from saga.store.sql import SqlEventStore
+from saga.store.transient import first_line, translated
 from saga.store.urls import parse
 
 __all__ = ["PostgresEventStore"]
@@ -246,6 +250,42 @@ class PostgresEventStore(SqlEventStore):
         return [(sid, self._stored(sid, (r[2:] for r in found))
                  if found and len(found) == last_seq[sid] else None)
                 for sid, found in by_saga.items()]
+
+    # -- the read side ----------------------------------------------------------------------
+
+    @contextmanager
+    def _snapshot(self) -> Iterator[sa.Connection]:
+        with self.engine.connect() as conn:
+            conn.execution_options(isolation_level="REPEATABLE READ")
+            with conn.begin():
+                conn.exec_driver_sql("SET TRANSACTION READ ONLY")
+                yield conn
+
+    def _by_saga_id(self, column: sa.ColumnElement[str]) -> sa.ColumnElement[str]:
+        return column.collate("C")
+
+    def _head_position(self, wait: float) -> int:
+        """The last position of the log once every transaction that was writing events when it
+        was read has ended: no event at or before it can appear later.
+
+        An append can commit after one that drew a later position. Positions
+        come from a sequence, drawn as rows are inserted, so a later one never
+        goes to an event written after this looked; an earlier one is either
+        visible already or held by a transaction writing events now.
+        """
+        with self.engine.connect() as conn:
+            position = conn.execute(sa.select(sa.func.max(events.c.position))).scalar() or 0
+            writing = set(conn.execute(pg.WRITING_EVENTS).scalars())
+            conn.rollback()
+            deadline = time.monotonic() + wait
+            while writing:
+                if time.monotonic() >= deadline:
+                    raise StoreError(f"a transaction writing events is still open after {wait:g} s: "
+                                     "a head cannot be taken until it ends")
+                time.sleep(0.01)
+                writing &= set(conn.execute(pg.WRITING_EVENTS).scalars())
+                conn.rollback()
+        return int(position)
 
     # -- time and wake-ups ------------------------------------------------------------------
 
