@@ -100,8 +100,8 @@ PUBLIC: dict[str, list[str]] = {
         "ParticipantRejected", "ParticipantUnavailable", "SqlParticipant",
     ],
     "saga.testing": [
-        "Fault", "InjectedFailure", "SagaDidNotRest", "SagaTestClock", "SagaTestCoordinator",
-        "load_events",
+        "EventLogContract", "Fault", "InjectedFailure", "SagaDidNotRest", "SagaTestClock",
+        "SagaTestCoordinator", "load_events",
     ],
     "saga.simulate": [
         "CallModel", "Disagreement", "Distribution", "Effect", "Empirical", "Exponential", "Figure",

@@ -1,1 +1,1 @@
-"""Inspecting the log: history, timelines, statistics, the audit of the hash chains."""
+"""Inspecting the log: a saga's history and timelines, the statistics table."""

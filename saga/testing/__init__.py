@@ -11,11 +11,17 @@ that provides three fixtures:
   ``run_until_rest``, ``fail``, ``hang`` and ``assert_history``.
 """
 
+from typing import TYPE_CHECKING, Any
+
 from saga.testing.coordinator import SagaDidNotRest, SagaTestCoordinator, load_events
 from saga.testing.injection import Fault, InjectedFailure
 from saga.testing.limits import SagaTestClock
 
+if TYPE_CHECKING:
+    from saga.testing.contract import EventLogContract
+
 __all__ = [
+    "EventLogContract",
     "Fault",
     "InjectedFailure",
     "SagaDidNotRest",
@@ -23,3 +29,11 @@ __all__ = [
     "SagaTestCoordinator",
     "load_events",
 ]
+
+
+def __getattr__(name: str) -> Any:
+    if name == "EventLogContract":  # a pytest suite: pytest is imported only when it is asked for
+        from saga.testing.contract import EventLogContract
+
+        return EventLogContract
+    raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

@@ -5,7 +5,7 @@ Subclass :class:`EventLogContract` in a test module (its name starting with
 ``Test``) and say how to open a fresh, empty store for each test, either by
 overriding :meth:`~EventLogContract.make_store`::
 
-    from saga.testing.contract import EventLogContract
+    from saga.testing import EventLogContract
 
     class TestMyLog(EventLogContract):
         def make_store(self) -> MyLog:
