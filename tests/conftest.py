@@ -1,4 +1,5 @@
-"""Shared fixtures: real databases, one per test, and a virtual clock."""
+"""Shared fixtures: real databases, one per test, and a virtual clock; and the grouping of tests
+on pytest-xdist's workers."""
 
 from __future__ import annotations
 
@@ -14,6 +15,27 @@ from saga import EventStore, VirtualClock
 from saga.testing.plugin import PostgresDatabases
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+
+@pytest.hookimpl(trylast=True)
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """``--dist loadgroup`` on pytest 9.2: name each test's ``xdist_group`` in its node id.
+
+    pytest-xdist tells the scheduler a test's group by a suffix on its node id (``…@torture``),
+    which it writes where pytest before 9.2 kept the id; on pytest 9.2 the write is lost and the
+    groups are silently ignored (pytest-dev/pytest-xdist#1386). This writes it where pytest 9.2
+    keeps the id, and does nothing where xdist's own write took effect.
+    """
+    if not getattr(config.option, "loadgroup", False):
+        return
+    for item in items:
+        names = sorted({str(m.args[0] if m.args else m.kwargs.get("name", "default"))
+                        for m in item.iter_markers("xdist_group")})
+        suffix = "@" + "_".join(names)
+        if names and not item.nodeid.endswith(suffix) and hasattr(item, "_id"):
+            from _pytest.nodeid import coerce_node_id
+
+            item._id = coerce_node_id(item.nodeid + suffix)
 
 
 @pytest.fixture

@@ -1,4 +1,6 @@
-"""The `saga` command, run as a real process: commands work, bad input writes nothing."""
+"""The `saga` command: commands work, bad input writes nothing. Most run in this process; a start
+and a worker, the malformed arguments and the bad URL run the installed console script as real
+processes, so that it stays covered."""
 
 from __future__ import annotations
 
@@ -16,15 +18,16 @@ from .cli_run import error_line, run
 TARGET = "tests.fixtures.cli_sagas"
 
 
-def saga(db: Path, *args: str, check: bool = True) -> subprocess.CompletedProcess[str]:
-    result = run("--db", f"sqlite:///{db}", *args, timeout=60)
+def saga(db: Path, *args: str, check: bool = True, process: bool = False
+         ) -> subprocess.CompletedProcess[str]:
+    result = run("--db", f"sqlite:///{db}", *args, timeout=60, process=process)
     if check:
         assert result.returncode == 0, result.stderr
     return result
 
 
-def fails(db: Path, *args: str, code: int = 1) -> str:
-    return error_line("--db", f"sqlite:///{db}", *args, code=code)
+def fails(db: Path, *args: str, code: int = 1, process: bool = False) -> str:
+    return error_line("--db", f"sqlite:///{db}", *args, code=code, process=process)
 
 
 def snapshot(db: Path) -> list[tuple[str, int]]:
@@ -35,11 +38,11 @@ def snapshot(db: Path) -> list[tuple[str, int]]:
 def test_start_worker_show_history_list(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
     out = saga(db, "start", TARGET, "place-order", "--input", '{"sku": "book", "quantity": 2}',
-               "--id", "o-1")
+               "--id", "o-1", process=True)
     assert out.stdout.strip() == "o-1"
     saga(db, "start", TARGET, "place-order", "--input", '{"sku": "declined", "quantity": 1}',
          "--id", "o-2")
-    saga(db, "worker", TARGET, "--until-idle", "--concurrency", "2")
+    saga(db, "worker", TARGET, "--until-idle", "--concurrency", "2", process=True)
     listing = saga(db, "list").stdout
     assert "o-1  place-order v1  completed" in listing
     assert "o-2  place-order v1  compensated" in listing
@@ -135,14 +138,15 @@ def test_bad_start_on_a_fresh_path_creates_no_file(tmp_path: Path) -> None:
 
 def test_malformed_arguments_exit_2(tmp_path: Path) -> None:
     db = tmp_path / "cli.db"
-    assert "required" in fails(db, "worker", code=2)
-    assert "must be at least 1" in fails(db, "worker", TARGET, "--concurrency", "0", code=2)
-    assert "is not a whole number" in fails(db, "list", "--limit", "x", code=2)
+    assert "required" in fails(db, "worker", code=2, process=True)
+    assert "must be at least 1" in fails(db, "worker", TARGET, "--concurrency", "0", code=2,
+                                         process=True)
+    assert "is not a whole number" in fails(db, "list", "--limit", "x", code=2, process=True)
     assert not db.exists()
 
 
 def test_bad_database_url(tmp_path: Path) -> None:
-    result = run("--db", "nonsense", "list", cwd=tmp_path, timeout=60)
+    result = run("--db", "nonsense", "list", cwd=tmp_path, timeout=60, process=True)
     assert result.returncode == 1
     assert result.stderr.strip().startswith("saga: error: not a database URL: it has no scheme")
     assert "nonsense" not in result.stderr  # a value without a scheme is never echoed

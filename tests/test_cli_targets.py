@@ -66,15 +66,18 @@ def test_a_keyboard_interrupt_while_importing_still_interrupts(tmp_path: Path) -
 
 
 def test_modules_beside_the_target_never_shadow_the_library(tmp_path: Path) -> None:
+    # real processes: in this one the library's dependencies are imported already
     marker = tmp_path / "imported.txt"
     for name in ("alembic", "sqlalchemy", "pydantic", "tenacity", "psycopg"):
         _shadow(tmp_path, name, marker)
     (tmp_path / "shop.py").write_text(SHOP)
     db = f"sqlite:///{tmp_path / 'shop.db'}"
-    assert ok("--db", db, "start", "shop", "order", "--input", "{}", "--id", "o-1", cwd=tmp_path) == "o-1\n"
-    ok("--db", db, "worker", "shop", "--until-idle", cwd=tmp_path)
-    assert "o-1  order v1  completed" in ok("--db", db, "list", cwd=tmp_path)
-    assert "schema revision" in ok("--db", db, "db", "upgrade", cwd=tmp_path)
+    started = ok("--db", db, "start", "shop", "order", "--input", "{}", "--id", "o-1", cwd=tmp_path,
+                 process=True)
+    assert started == "o-1\n"
+    ok("--db", db, "worker", "shop", "--until-idle", cwd=tmp_path, process=True)
+    assert "o-1  order v1  completed" in ok("--db", db, "list", cwd=tmp_path, process=True)
+    assert "schema revision" in ok("--db", db, "db", "upgrade", cwd=tmp_path, process=True)
     assert not marker.exists(), marker.read_text()
 
 
@@ -82,7 +85,7 @@ def test_a_target_named_like_an_installed_module_is_refused(tmp_path: Path) -> N
     marker = tmp_path / "imported.txt"
     _shadow(tmp_path, "alembic", marker)
     line = error_line("--db", f"sqlite:///{tmp_path / 'x.db'}", "worker", "alembic", "--until-idle",
-                      cwd=tmp_path)
+                      cwd=tmp_path, process=True)  # a process that has not imported alembic yet
     assert "alembic" in line and "installed" in line
     assert not marker.exists()
 

@@ -28,6 +28,8 @@ from .procs.ledger import Ledger
 from .procs.sagas import CRASH_STEPS, crash_sagas
 
 ROOT = Path(__file__).resolve().parent.parent
+pytestmark = pytest.mark.xdist_group("torture")  # on the torture's worker, one run at a time
+
 CHILD_TIMEOUT = 60.0
 LEASE = 0.5
 

@@ -3,16 +3,13 @@ database, and print what it shows (times aside)."""
 
 from __future__ import annotations
 
-import os
 import re
 import shlex
-import subprocess
-import sys
 from pathlib import Path
 
-from tests.docs_pages import ROOT, blocks, read, section
+from tests.cli_run import run
+from tests.docs_pages import blocks, read, section
 
-SAGA = str(Path(sys.executable).with_name("saga"))
 _TIME = re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d(\.\d+)?\+00:00")
 _OFFSET = re.compile(r"\+ *\d+\.\d{3}s")
 
@@ -38,11 +35,10 @@ def test_the_operating_section_shows_what_the_commands_print(tmp_path: Path) -> 
     steps = _steps()
     commands = {shlex.split(c)[1] for c, _ in steps}
     assert {"skip", "fork", "retry", "cancel", "check", "show"} <= commands
-    env = dict(os.environ, SAGA_DATABASE_URL=f"sqlite:///{tmp_path / 'ops.db'}")
+    env = {"SAGA_DATABASE_URL": f"sqlite:///{tmp_path / 'ops.db'}"}
     for command, shown in steps:
         argv = shlex.split(command)
         assert argv[0] == "saga"
-        result = subprocess.run([SAGA, *argv[1:]], cwd=ROOT, env=env, capture_output=True,
-                                text=True, timeout=120, check=False)
+        result = run(*argv[1:], env=env)
         printed = result.stdout + (result.stderr if result.returncode else "")
         assert _plain(printed) == _plain(shown), command

@@ -12,6 +12,7 @@ from pathlib import Path
 
 import pytest
 
+from tests.cli_run import run
 from tests.docs_pages import PUBLIC_MODULES, ROOT, blocks, commands, read, section, user_pages
 
 SAGA = str(Path(sys.executable).with_name("saga"))
@@ -62,14 +63,12 @@ def test_a_private_import_is_caught() -> None:
 
 def test_the_command_line_session_runs(tmp_path: Path) -> None:
     [block] = blocks(section(read("docs/cli.md"), "## Commands"), "sh")
-    env = dict(os.environ, SAGA_DATABASE_URL=f"sqlite:///{tmp_path / 'cli.db'}")
+    env = {"SAGA_DATABASE_URL": f"sqlite:///{tmp_path / 'cli.db'}"}
     outputs = []
     for command in commands(block):
         argv = shlex.split(command)
         assert argv[0] == "saga"
-        result = subprocess.run(
-            [SAGA, *argv[1:]], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60, check=False
-        )
+        result = run(*argv[1:], env=env)
         assert result.returncode == 0, f"{command}: {result.stderr}"
         outputs.append(result.stdout)
     listing = outputs[4]
@@ -86,6 +85,7 @@ def test_examples_import(path: Path) -> None:
 
 
 def test_the_postgres_session_runs(postgres_url: str) -> None:
+    # real processes: the console script, with the URL in its environment as the page says
     block = blocks(section(read("docs/storage.md"), "## PostgreSQL"), "sh")[0]
     lines = commands(block)
     assert lines[0].startswith("export SAGA_DATABASE_URL=postgresql")

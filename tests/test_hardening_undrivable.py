@@ -5,7 +5,6 @@ parked with a reason (once) and backed off when a drive fails, and a worker with
 from __future__ import annotations
 
 import json
-import os
 import re
 import signal
 import subprocess
@@ -14,7 +13,6 @@ from collections.abc import Callable, Mapping
 from datetime import timedelta
 from pathlib import Path
 
-import httpx
 import pytest
 import sqlalchemy as sa
 import tenacity
@@ -32,9 +30,9 @@ from saga import (
     VirtualClock,
 )
 from saga.secrets.keys import ENV_VAR, generate_key
-from tests.cli_run import ROOT, SAGA
+from tests.cli_run import run
 from tests.helpers import loose, of_type, open_store
-from tests.ui_log import free_port, serving
+from tests.ui_log import HTTP, free_port, serving
 
 # -- limits that cannot be represented are refused when the saga is defined ------------------
 
@@ -171,24 +169,23 @@ def test_the_web_page_of_a_parked_saga_says_why(sqlite_url: str) -> None:
         coordinator.start("overflowing", {}, saga_id="o1")
         coordinator.work(until_idle=True)
     with serving(sqlite_url, free_port()) as base:
-        page = httpx.get(f"{base}/sagas/o1", timeout=10)
-        api = httpx.get(f"{base}/api/sagas/o1", timeout=10)
+        page = HTTP.get(f"{base}/sagas/o1", timeout=10)
+        api = HTTP.get(f"{base}/api/sagas/o1", timeout=10)
     assert page.status_code == 200 and "parked: the drive failed: PolicyError: charge:" in page.text
     assert api.json()["parked"].startswith("the drive failed: PolicyError: charge:")
 
 
-# -- a worker that cannot open a saga's secrets (real processes) ------------------------------
+# -- a worker that cannot open a saga's secrets -------------------------------------------------
 
 SECRETS = "tests.fixtures.secret_sagas"
 PAY = json.dumps({"payer": "ada", "card": "4111-2222-3333-4444", "pin": "PIN-8080"})
 
 
-def saga(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60
-         ) -> subprocess.CompletedProcess[str]:
-    """``saga ARGS`` as a real process, with no key and no URL in its environment but ``env``."""
-    base = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "SAGA_DATABASE_URL")}
-    return subprocess.run([SAGA, *args], cwd=ROOT, env=base | dict(env or {}), capture_output=True,
-                          text=True, timeout=timeout, check=False)
+def saga(*args: str, env: Mapping[str, str] | None = None, timeout: float = 60,
+         process: bool = False) -> subprocess.CompletedProcess[str]:
+    """``saga ARGS`` (a real process with ``process=True``), with no key and no URL in its
+    environment but ``env``."""
+    return run(*args, env=env, unset=(ENV_VAR,), timeout=timeout, process=process)
 
 
 def _drives(stderr: str) -> int:
@@ -260,7 +257,8 @@ def test_until_idle_waits_for_a_retry_due_within_half_a_second(sql_url: str) -> 
 def test_until_idle_after_a_sigkill_says_a_lease_holds_the_saga(sql_url: str) -> None:
     started = saga("--db", sql_url, "start", WAITING, "hold", "--input", "{}", "--id", "h1")
     assert started.returncode == 0, started.stderr
-    killed = saga("--db", sql_url, "worker", WAITING, "--until-idle", env={"WAITING_KILL": "1"})
+    killed = saga("--db", sql_url, "worker", WAITING, "--until-idle", env={"WAITING_KILL": "1"},
+                  process=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
 
     t0 = time.monotonic()

@@ -1,10 +1,9 @@
-"""Secret fields on the command line, with real processes: a worker SIGKILLed between two steps,
-another finishing the saga with the real values; keys given as a flag or in the environment."""
+"""Secret fields on the command line: a worker process SIGKILLed between two steps, another
+finishing the saga with the real values; keys given as a flag or in the environment."""
 
 from __future__ import annotations
 
 import json
-import os
 import signal
 import subprocess
 import time
@@ -14,7 +13,7 @@ import pytest
 
 from saga import EventStore, SagaStatus
 from saga.secrets.keys import ENV_VAR, MASK, KeyRing, generate_key
-from tests.cli_run import ROOT, SAGA
+from tests.cli_run import run
 from tests.fixtures.secret_sagas import CARD, PIN, TOKEN_PREFIX
 from tests.test_secret_fields import assert_no_secret, raw_log, seen
 
@@ -24,10 +23,8 @@ LEASE = "0.5"
 
 
 def saga(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    """``saga ARGS`` as a real process; ``env`` is added to an environment with no key and no URL."""
-    base = {k: v for k, v in os.environ.items() if k not in (ENV_VAR, "SAGA_DATABASE_URL")}
-    return subprocess.run([SAGA, *args], cwd=ROOT, env=base | env, capture_output=True, text=True,
-                          timeout=120, check=False)
+    """``saga ARGS``; ``env`` is added to an environment with no key and no URL."""
+    return run(*args, env=env, unset=(ENV_VAR,))
 
 
 def test_a_step_after_a_crash_gets_the_real_secrets(sql_url: str, tmp_path: Path) -> None:
@@ -37,8 +34,9 @@ def test_a_step_after_a_crash_gets_the_real_secrets(sql_url: str, tmp_path: Path
     assert started.returncode == 0, started.stderr
 
     # the first worker runs tokenize, commits charge's start with its outcome, and dies in charge
-    killed = saga("--db", sql_url, "--encryption-key", key, "worker", TARGET, "--until-idle",
-                  "--lease", LEASE, SECRET_KILL="1", SECRET_SEEN=str(seen_file))
+    killed = run("--db", sql_url, "--encryption-key", key, "worker", TARGET, "--until-idle",
+                 "--lease", LEASE, env={"SECRET_KILL": "1", "SECRET_SEEN": str(seen_file)},
+                 unset=(ENV_VAR,), process=True)
     assert killed.returncode == -signal.SIGKILL, killed.stderr
     with EventStore(sql_url) as store:
         types = [e.type for e in store.load("p1")]

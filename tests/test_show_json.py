@@ -18,7 +18,7 @@ import pytest
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, StoredEvent
 from saga.cli.colour import paint, wanted
 from saga.inspection.timeline import show
-from tests.cli_run import ROOT, SAGA
+from tests.cli_run import ROOT, SAGA, run
 
 _START = {"StepAttemptStarted": False, "CompensationAttemptStarted": True}
 _FAILED = {"StepAttemptFailed": False, "CompensationAttemptFailed": True}
@@ -80,9 +80,7 @@ def _t(text: str) -> datetime:
 
 
 def saga_cmd(*args: str, **env: str) -> subprocess.CompletedProcess[str]:
-    base = {k: v for k, v in os.environ.items() if k != "SAGA_DATABASE_URL"}
-    return subprocess.run([SAGA, *args], cwd=ROOT, env=base | env, capture_output=True, text=True,
-                          timeout=60, check=False)
+    return run(*args, env=env)
 
 
 @pytest.mark.parametrize("case", ["charged", "declined"])

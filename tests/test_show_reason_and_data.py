@@ -6,13 +6,12 @@ from __future__ import annotations
 import json
 from urllib.parse import quote
 
-import httpx
 from pydantic import BaseModel, SecretStr
 
 from saga import Coordinator, EventStore, Retry, Saga, StepContext
 from saga.secrets.keys import KeyRing, dump_secret_json, generate_key
 from tests.cli_run import ok
-from tests.ui_log import free_port, serving
+from tests.ui_log import HTTP, free_port, serving
 
 MASK = "**********"
 CARD = "4111-1111-1111-1111"
@@ -44,7 +43,7 @@ def _reasons(url: str, saga_id: str) -> tuple[str, str | None, str]:
     data = json.loads(ok("--db", url, "show", saga_id, "--json"))
     lines = [line for line in ok("--db", url, "show", saga_id).splitlines() if line.startswith("  reason: ")]
     with serving(url, free_port()) as base:
-        page = httpx.get(f"{base}/api/sagas/{quote(saga_id, safe='')}", timeout=30).json()
+        page = HTTP.get(f"{base}/api/sagas/{quote(saga_id, safe='')}", timeout=30).json()
     assert page["reason"] == data["reason"]
     return str(data["reason"]), lines[0][len("  reason: "):] if lines else None, data["status"]
 

@@ -11,6 +11,8 @@ from saga import Coordinator, EventStore, SagaStatus
 from tests.cli_run import error_line, ok
 from tests.fixtures import faulty_sagas as target
 
+pytestmark = pytest.mark.xdist_group("simulate_from_log")  # one worker builds the module's log, once
+
 TARGET = "tests.fixtures.faulty_sagas"
 REAL_RUNS = 600
 

@@ -300,6 +300,7 @@ def _assert_clean(report: Report) -> None:
 
 @pytest.mark.slow
 @pytest.mark.postgres
+@pytest.mark.xdist_group("torture")  # one torture at a time, so their timing stays their own
 def test_torture_postgres(postgres_url: str, tmp_path: Path) -> None:
     report = torture(postgres_url, postgres_url, sagas=60, workers=3, seed=seed_from_env(),
                      workdir=tmp_path, time_limit=90.0, chaos_fraction=0.25)
@@ -307,6 +308,7 @@ def test_torture_postgres(postgres_url: str, tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
+@pytest.mark.xdist_group("torture")
 def test_torture_sqlite_several_processes(tmp_path: Path) -> None:
     report = torture(f"sqlite:///{tmp_path / 'saga.db'}", f"sqlite:///{tmp_path / 'ledger.db'}",
                      sagas=40, workers=3, seed=seed_from_env(), workdir=tmp_path,

@@ -9,12 +9,13 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import quote
 
-import httpx
 import pytest
 from playwright.sync_api import Browser, ConsoleMessage, Page, expect, sync_playwright
 
 from saga import Coordinator, EventStore, VirtualClock
-from tests.ui_log import EVIL_ID, EVIL_MESSAGE, Log, free_port, serving, trip, write_log
+from tests.ui_log import EVIL_ID, EVIL_MESSAGE, HTTP, Log, free_port, serving, trip, write_log
+
+pytestmark = pytest.mark.xdist_group("ui_browser")  # one worker starts the browser, once
 
 CHROMIUM = "/usr/bin/chromium"
 FLAGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
@@ -133,7 +134,7 @@ def test_statistics_draw_failure_rates(page: Watched, base: str) -> None:
     widths = {p.locator("svg.rates text.step").nth(i).text_content():
               float(p.locator("svg.rates rect.rate").nth(i).get_attribute("width") or "nan")
               for i in range(p.locator("svg.rates rect.rate").count())}
-    steps = httpx.get(base + "/api/stats", timeout=10).json()["steps"]
+    steps = HTTP.get(base + "/api/stats", timeout=10).json()["steps"]
     rates = {k: v["failure_rate"] for k, v in steps.items()}
     assert widths == pytest.approx({k: r * 400 for k, r in rates.items()})
     assert widths["trip/charge"] > 0 and widths["trip/book"] == 0

@@ -26,7 +26,8 @@ from saga.store.sqlstats import compute_stats
 from saga.ui import INSTALL_HINT
 from saga.ui.data import ListFilters, list_sagas
 from saga.ui.params import Query
-from tests.ui_log import EVIL_ID, EVIL_MESSAGE, SECRET, Log, free_port, serving, write_log
+from tests.cli_run import run
+from tests.ui_log import EVIL_ID, EVIL_MESSAGE, HTTP, SECRET, Log, free_port, serving, write_log
 
 
 @pytest.fixture(scope="module")
@@ -42,7 +43,7 @@ def base(log_url: tuple[str, Log]) -> Iterator[str]:
 
 
 def get(url: str, **kw: Any) -> httpx.Response:
-    return httpx.get(url, timeout=10, **kw)
+    return HTTP.get(url, timeout=10, **kw)
 
 
 def _all_events(url: str) -> dict[str, list[Any]]:
@@ -189,11 +190,11 @@ def test_nothing_but_get_and_head_is_served(
     base: str, log_url: tuple[str, Log], method: str, path: str
 ) -> None:
     before = _all_events(log_url[0])
-    r = httpx.request(method, base + path, content=b"{}", timeout=10)
+    r = HTTP.request(method, base + path, content=b"{}", timeout=10)
     assert r.status_code == 405
     assert r.headers["allow"] == "GET, HEAD"
     assert _all_events(log_url[0]) == before
-    assert httpx.head(f"{base}/", timeout=10).status_code == 200
+    assert HTTP.head(f"{base}/", timeout=10).status_code == 200
 
 
 def test_foreign_host_headers_are_refused(base: str) -> None:
@@ -250,7 +251,7 @@ def test_saga_ui_serves_until_interrupted(log_url: tuple[str, Log]) -> None:
         deadline = time.monotonic() + 20
         while True:
             try:
-                r = httpx.get(f"http://127.0.0.1:{port}/api/sagas", timeout=2)
+                r = HTTP.get(f"http://127.0.0.1:{port}/api/sagas", timeout=2)
                 break
             except httpx.TransportError:
                 assert proc.poll() is None and time.monotonic() < deadline
@@ -265,15 +266,14 @@ def test_saga_ui_serves_until_interrupted(log_url: tuple[str, Log]) -> None:
 
 def test_saga_ui_on_a_missing_database_creates_nothing(tmp_path: Path) -> None:
     db = tmp_path / "absent.db"
-    r = subprocess.run([_saga_cmd(), "--db", f"sqlite:///{db}", "ui", "--port", str(free_port())],
-                       capture_output=True, text=True, timeout=60, check=False)
+    r = run("--db", f"sqlite:///{db}", "ui", "--port", str(free_port()))
     assert r.returncode == 1 and r.stderr.startswith("saga: error:") and len(r.stderr.splitlines()) == 1
     assert not db.exists()
 
 
 @pytest.mark.parametrize("argv", [["--port", "0"], ["--port", "70000"], ["--port", "http"]])
 def test_saga_ui_refuses_a_bad_port(argv: list[str]) -> None:
-    r = subprocess.run([_saga_cmd(), "ui", *argv], capture_output=True, text=True, timeout=60, check=False)
+    r = run("ui", *argv)
     assert r.returncode == 2 and "--port" in r.stderr
 
 

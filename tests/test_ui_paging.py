@@ -24,7 +24,9 @@ from saga.store.sql import SqlEventStore
 from saga.ui.data import PAGE_ATTEMPTS
 from tests.cli_run import SAGA
 from tests.test_cli_scale import peak_kib
-from tests.ui_log import free_port, serving
+from tests.ui_log import HTTP, free_port, serving
+
+pytestmark = pytest.mark.xdist_group("ui_paging")  # one worker builds the module's log, once
 
 T0 = datetime(2026, 1, 1, tzinfo=UTC)
 FAILURES = 50_000
@@ -79,7 +81,7 @@ def ui(long_log: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
     deadline = time.monotonic() + 30
     while True:
         try:
-            httpx.get(f"{base}/api/sagas", timeout=2)
+            HTTP.get(f"{base}/api/sagas", timeout=2)
             break
         except httpx.TransportError:
             assert proc.poll() is None and time.monotonic() < deadline
@@ -92,7 +94,7 @@ def ui(long_log: str) -> Iterator[tuple[str, subprocess.Popen[str]]]:
 
 
 def get(url: str, **params: str) -> httpx.Response:
-    r = httpx.get(url, params=params, timeout=120)
+    r = HTTP.get(url, params=params, timeout=120)
     assert r.status_code == 200, r.text[:1000]
     return r
 
@@ -129,13 +131,11 @@ def test_a_long_saga_is_served_a_page_at_a_time_in_bounded_memory(
     assert _hwm_kib(proc.pid) - small < 60 * 1024, (small, _hwm_kib(proc.pid))
 
 
-def test_show_json_streams_a_long_saga_in_bounded_memory(long_log: str) -> None:
+def test_show_json_streams_a_long_saga_in_bounded_memory(long_log: str, tmp_path: Path) -> None:
     small = peak_kib("--db", long_log, "show", "short", "--json")
-    large = peak_kib("--db", long_log, "show", "long", "--json")
+    large = peak_kib("--db", long_log, "show", "long", "--json", out=tmp_path / "long.json")
     assert large - small < 40 * 1024, (small, large)  # the whole document in memory took 184 MB
-    out = subprocess.run([SAGA, "--db", long_log, "show", "long", "--json"], capture_output=True,
-                         text=True, timeout=300, check=True).stdout
-    data = json.loads(out)
+    data = json.loads((tmp_path / "long.json").read_text())
     assert [a["attempt"] for a in data["attempts"]] == list(range(1, FAILURES + 1))
     assert data["attempts"][-1]["message"] == "no stock (50000)"
     assert (data["status"], data["input"]) == ("compensated", {"sku": "a"})
@@ -160,7 +160,7 @@ def test_pages_cover_every_attempt_and_action_once(sql_url: str) -> None:
             for a in data["attempts"]:
                 one = get(f"{base}/api/attempt", saga="mid", seq=str(a["seq"])).json()
                 assert one == {"id": "mid", **{k: v for k, v in a.items() if k != "index"}}
-        assert httpx.get(f"{base}/api/sagas/mid", params={"page": "4"}, timeout=30).status_code == 400
+        assert HTTP.get(f"{base}/api/sagas/mid", params={"page": "4"}, timeout=30).status_code == 400
     assert [{k: v for k, v in a.items() if k != "index"} for a in seen] == whole["attempts"]
     assert [a["index"] for a in seen] == list(range(n))
     assert actions == whole["operator_actions"] and len(actions) == 3

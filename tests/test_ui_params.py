@@ -8,10 +8,9 @@ import html
 import re
 from collections.abc import Iterator
 
-import httpx
 import pytest
 
-from tests.ui_log import free_port, serving, write_log
+from tests.ui_log import HTTP, free_port, serving, write_log
 
 WHOLE = ["²", "٣", "9" * 5000, "-1", "1.5", "0x10", "1e3", "\x00", "x" * 5000]
 TEXT = ["\x00", "x" * 5000, "a\nb"]
@@ -49,7 +48,7 @@ def base(sql_url: str) -> Iterator[str]:
 def _refused(base: str, path: str, params: list[tuple[str, str]] | dict[str, str]) -> str:
     """The one line of the 400 answer to ``path?params``."""
     items = list(params.items()) if isinstance(params, dict) else params
-    r = httpx.get(base + path.rstrip("#"), params=[(k, v) for k, v in items], timeout=30)
+    r = HTTP.get(base + path.rstrip("#"), params=[(k, v) for k, v in items], timeout=30)
     assert r.status_code == 400, (path, params, r.status_code, r.text[:2000])
     if "/api/" in path:
         message = r.json()["error"]
@@ -83,7 +82,7 @@ def test_unknown_and_repeated_parameters_are_refused(base: str) -> None:
 @pytest.mark.parametrize("saga_id", ["%00", "x" * 300, "%C2%9B"])
 def test_a_saga_id_no_saga_can_have_is_refused(base: str, saga_id: str) -> None:
     for prefix in ("/sagas/", "/api/sagas/"):
-        r = httpx.get(f"{base}{prefix}{saga_id}", timeout=30)
+        r = HTTP.get(f"{base}{prefix}{saga_id}", timeout=30)
         assert r.status_code == 400, (prefix, saga_id, r.text[:500])
 
 
@@ -93,5 +92,5 @@ def test_good_values_still_work(base: str) -> None:
                         ("/api/sagas/trip-ok", {"page": "1"}), ("/sagas/trip-ok", {"seq": "2"}),
                         ("/api/attempt", {"saga": "trip-ok", "seq": "2"}),
                         ("/api/stats", {"name": "trip", "since": "2h"})]:
-        r = httpx.get(base + path, params=query, timeout=30)
+        r = HTTP.get(base + path, params=query, timeout=30)
         assert r.status_code == 200, (path, query, r.text[:500])

@@ -11,6 +11,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 
+import httpx
 from pydantic import BaseModel, SecretStr
 
 from saga import Coordinator, EventStore, PermanentError, Retry, Saga, StepContext, VirtualClock
@@ -19,6 +20,10 @@ from saga.secrets.keys import KeyRing, dump_secret_json, generate_key
 EVIL_ID = '<script>window.pwned = "id"</script>'
 EVIL_MESSAGE = '<script>window.pwned = "message"</script><img src=x onerror="window.pwned=1">'
 SECRET = "4111-1111-1111-1111"
+
+HTTP = httpx.Client(timeout=30)
+"""The client of the tests' requests to the pages: ``httpx.get`` makes a client, and loads the
+certificate authorities again, for each request (some 40 ms, more than most pages take)."""
 
 
 class Card(BaseModel):
