@@ -20,6 +20,7 @@ from collections.abc import Callable, Sequence
 from types import FrameType
 from typing import NoReturn
 
+from saga.cli.arguments import positive_int
 from saga.cli.colour import paint, wanted
 from saga.cli.log import add_commands as add_log_commands
 from saga.cli.operate import add_commands as add_operator_commands
@@ -179,18 +180,8 @@ def _saga_id(text: str) -> str:
     return text
 
 
-def _positive_int(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{shorten(text)!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
-
-
 def _port(text: str) -> int:
-    value = _positive_int(text)
+    value = positive_int(text)
     if value > 65535:
         raise argparse.ArgumentTypeError(f"{value} is not a TCP port (1 to 65535)")
     return value
@@ -237,7 +228,7 @@ def parser() -> argparse.ArgumentParser:
 
     w = sub.add_parser("worker", help="drive every due saga of the given targets")
     w.add_argument("targets", nargs="+", metavar="TARGET", help="module or module:attribute")
-    w.add_argument("--concurrency", type=_positive_int, default=1)
+    w.add_argument("--concurrency", type=positive_int, default=1)
     w.add_argument("--until-idle", action="store_true",
                    help="exit once no saga is due now or within half a second")
     w.add_argument("--lease", type=_positive_float, default=30.0, help="lease in seconds")
@@ -251,7 +242,7 @@ def parser() -> argparse.ArgumentParser:
                    help="saga id (idempotent); default: a new one")
     s.set_defaults(func=_cmd_start)
 
-    add_log_commands(sub, saga_id=_saga_id, positive_int=_positive_int)  # list, stats, export, audit
+    add_log_commands(sub, saga_id=_saga_id, positive_int=positive_int)  # list, stats, export, audit
 
     sh = sub.add_parser("show", help="a saga's timeline")
     sh.add_argument("id", metavar="ID", type=_saga_id)

@@ -13,6 +13,7 @@ from collections.abc import Sequence
 from datetime import UTC, datetime
 from typing import Any
 
+from saga.cli.arguments import positive_int
 from saga.cli.targets import load_targets
 from saga.definition import Saga
 from saga.errors import InvalidInput, TargetError
@@ -25,16 +26,6 @@ from saga.text import shorten
 from saga.timespec import parse_time
 
 __all__ = ["add_arguments", "add_parser", "choose", "command", "run"]
-
-
-def _runs(text: str) -> int:
-    try:
-        value = int(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"{text!r} is not a whole number") from None
-    if value < 1:
-        raise argparse.ArgumentTypeError(f"{value} must be at least 1")
-    return value
 
 
 def _seed(text: str) -> int:
@@ -50,7 +41,7 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     [--from-log [--since T]] [--json] [--plot FILE.png]`` to ``p``."""
     p.add_argument("target", metavar="TARGET", help="module or module:attribute")
     p.add_argument("name", metavar="NAME", help="the saga to simulate")
-    p.add_argument("--runs", type=_runs, required=True, metavar="N", help="sagas to run")
+    p.add_argument("--runs", type=positive_int, required=True, metavar="N", help="sagas to run")
     p.add_argument("--seed", type=_seed, default=0, metavar="S",
                    help="the same seed gives the same figures (default 0)")
     p.add_argument("--fail", action="append", default=[], metavar="STEP=P",
