@@ -4,6 +4,7 @@ on pytest-xdist's workers."""
 from __future__ import annotations
 
 import os
+import sys
 import uuid
 from collections.abc import Iterator
 from pathlib import Path
@@ -15,6 +16,11 @@ from saga import EventStore, VirtualClock
 from saga.testing.plugin import PostgresDatabases
 
 DEFAULT_POSTGRES_URL = "postgresql+psycopg://postgres@127.0.0.1:5432/postgres"
+
+# The suite starts hundreds of interpreters (workers, real `saga` processes): let them keep the
+# compiled library instead of compiling it again each time, whatever the environment says.
+sys.dont_write_bytecode = False
+os.environ.pop("PYTHONDONTWRITEBYTECODE", None)
 
 
 @pytest.hookimpl(trylast=True)
