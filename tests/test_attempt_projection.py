@@ -207,6 +207,7 @@ def test_every_reader_of_attempts_agrees_with_the_projection(
         seq += len(batch)
     write_sagas(sql_store, [BulkSaga(bulk_id, name, 1, status, events)])
     want = as_rows(found, name)
+    sql_store.catch_up()
     with sql_store.engine.connect() as conn:
         assert rows_in(conn, attempts, saga_id) == want
         assert rows_in(conn, attempts, bulk_id) == want

@@ -313,7 +313,8 @@ def test_sagas_written_in_bulk_have_their_times_hashed(sql_url: str) -> None:
 _EDIT = {
     "sqlite": "UPDATE saga_events SET data = json_set(data, '$.attempt', 9) "
               "WHERE saga_id = 'a' AND seq = 3",
-    "postgresql": "UPDATE saga_events SET data = jsonb_set(data, '{attempt}', '9') "
+    "postgresql": "UPDATE saga_events "
+                  "SET data = CAST(jsonb_set(CAST(data AS jsonb), '{attempt}', '9') AS json) "
                   "WHERE saga_id = 'a' AND seq = 3",
 }
 
@@ -330,6 +331,29 @@ def test_verify_names_each_tampered_saga(log: str) -> None:
         "tampered: saga c: seq 2 is missing (the next row has seq 3)",
     ]
 
+
+
+_RELAID = {
+    # the same JSON value, laid out differently: a space after each colon
+    "sqlite": "UPDATE saga_events SET data = replace(data, '\":', '\": ') "
+              "WHERE saga_id = 'a' AND seq = 3",
+    # keys reordered and spaced as jsonb writes them
+    "postgresql": "UPDATE saga_events SET data = CAST(CAST(data AS jsonb) AS json) "
+                  "WHERE saga_id = 'a' AND seq = 3",
+}
+
+
+def test_the_hash_covers_the_data_exactly_as_stored(log: str) -> None:
+    with open_store(log) as store:
+        dialect = sa.make_url(log).get_dialect().name
+        before = store.load("a")[2].data
+        _tamper(store, _RELAID[dialect])
+        assert store.load("a")[2].data == before  # the same value, other bytes
+    result = run("--db", log, "audit", "verify")
+    assert result.returncode == 1
+    assert result.stdout.splitlines() == [
+        "tampered: saga a: seq 3 was changed, removed or reordered (its hash does not match the "
+        "chain)"]
 
 
 def test_a_head_says_what_it_covers_in_english() -> None:

@@ -18,7 +18,7 @@ from saga import Coordinator, EventStore, StoredEvent, VirtualClock
 from saga.cli.command import main
 from saga.inspection.history import timeline
 from saga.store.audit import Head, HeadBuilder
-from saga.store.hashing import event_hash
+from saga.store.hashing import stored_event_hash, stored_text
 from saga.store.schema import attempts
 from saga.store.sql import SqlEventStore
 from tests.helpers import WorkerDied
@@ -98,8 +98,8 @@ def test_every_event_is_chained_to_the_previous_one_of_its_saga(
     for saga_id, log in logs.items():
         previous = None
         for e in log:
-            previous = event_hash(saga_id, e.seq, e.type, e.schema_version, e.data, previous,
-                                  e.recorded_at.timestamp())
+            previous = stored_event_hash(saga_id, e.seq, e.type, e.schema_version,
+                                         stored_text(e.data), previous, e.recorded_at.timestamp())
             assert e.hash == previous, (saga_id, e.seq)
         heads.append((saga_id, log[-1].seq, log[-1].hash))
     report = store.verify()
@@ -138,6 +138,7 @@ def test_the_attempts_table_and_failed_step_follow_the_events(
     store, _, ids = built_sql
     assert isinstance(store, SqlEventStore)
     logs = _events(store, ids)
+    store.catch_up()
     with store.engine.connect() as conn:
         kept = {(r.saga_id, bool(r.compensation), r.step, r.attempt): r
                 for r in conn.execute(sa.select(attempts))}
@@ -391,7 +392,8 @@ def _tamper(store: EventStore, *statements: str) -> None:
 _CHANGE_DATA = {
     "sqlite": "UPDATE saga_events SET data = json_set(data, '$.attempt', 9) "
               "WHERE saga_id = 't-5' AND seq = 3",
-    "postgresql": "UPDATE saga_events SET data = jsonb_set(data, '{attempt}', '9') "
+    "postgresql": "UPDATE saga_events "
+                  "SET data = CAST(jsonb_set(CAST(data AS jsonb), '{attempt}', '9') AS json) "
                   "WHERE saga_id = 't-5' AND seq = 3",
 }
 

@@ -124,7 +124,7 @@ def test_downgrade_to_base_and_upgrade_again(engine: sa.Engine) -> None:
     # Against an empty database the comparison must find the tables missing:
     # it is not a check that passes whatever the schema.
     missing = {d[1].name for d in _differences(engine) if d[0] == "add_table"}
-    assert missing == {"saga_events", "sagas", "saga_attempts"}
+    assert missing == {"saga_events", "sagas", "saga_attempts", "saga_projections"}
     _upgrade(engine)
     assert _revision(engine) == schema.HEAD
     assert _differences(engine) == []
@@ -171,6 +171,7 @@ def test_an_existing_log_is_upgraded_with_hashes_attempts_and_failed_steps(
     built = _build(f"sqlite:///{tmp_path / 'source.db'}")  # a real log, written at head
     source, _, ids = next(built)
     assert isinstance(source, SqlEventStore)
+    source.catch_up()
     event_cols = ["saga_id", "seq", "type", "schema_version", "data", "recorded_at", "writer"]
     saga_cols = [c.name for c in schema.sagas.c if c.name != "failed_step"]
     with source.engine.connect() as conn:
@@ -202,6 +203,18 @@ def test_an_existing_log_is_upgraded_with_hashes_attempts_and_failed_steps(
     with open_store(empty_url) as store:
         report = store.verify()
         assert report.ok and report.sagas == len(ids) and report.events == len(old_events)
+        # a chain of version 1 goes on in version 3, the data's text as stored
+        sid = old_sagas[0]["saga_id"]
+        now = store.summary(sid).updated_at
+        store.append(sid, store.summary(sid).last_seq, [ev.SagaCancelRequested(reason="x", at=now)],
+                     status=store.summary(sid).status, wake_at=store.summary(sid).wake_at, now=now)
+        report = store.verify()
+        assert report.ok and report.events == len(old_events) + 1, report.lines()
+        with engine.connect() as conn:
+            versions = conn.execute(sa.select(schema.events.c.hash_version)
+                                    .where(schema.events.c.saga_id == sid)
+                                    .order_by(schema.events.c.seq)).scalars().all()
+        assert set(versions[:-1]) == {1} and versions[-1] == 3
     with engine.begin() as conn:  # down again, with the log in it, and up
         migrate.downgrade(conn, "0001")
     _upgrade(engine)

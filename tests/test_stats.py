@@ -314,6 +314,7 @@ def test_a_time_whose_fraction_rounds_up_to_the_next_second_is_read_exactly(sql_
                      name="n", version=1, status=SagaStatus.RUNNING, wake_at=None, now=start)
         store.append("s", 2, [ev.StepSucceeded(step="a", attempt=1, at=end)],
                      status=SagaStatus.RUNNING, wake_at=None, now=end)
+        store.catch_up()
         with _engine(store).connect() as conn:
             from_events = derived(conn).steps["n/a"]
             kept = compute_stats(conn, attempts=attempts).steps["n/a"]

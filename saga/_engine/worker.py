@@ -166,6 +166,14 @@ class WorkerLoop:
         except StoreError as e:
             log.warning("saga %s: cannot release the lease (it will expire): %s", saga_id, e)
 
+    def _project(self) -> None:
+        """Spend spare time bringing the log's projections up to date (one batch), so that little
+        is left for a reader to do."""
+        try:
+            self.store.catch_up(batches=1)
+        except StoreError as e:
+            log.warning("cannot bring the attempts table up to date (a reader will): %s", e)
+
     def _idle(self, stop: threading.Event, wakeup: Wakeup, *, until_idle: bool) -> bool:
         """Wait, as the clock says, until the next saga is due, a notification, or one poll.
 
@@ -190,6 +198,7 @@ class WorkerLoop:
             wake = None
         if until_idle and (wake is None or (wake - now).total_seconds() > SOON):
             return False
+        self._project()
         pause = self.poll_interval
         if wake is not None:
             pause = min(pause, (wake - now).total_seconds() + 0.001)

@@ -19,11 +19,8 @@ class Append:
 
     saga_id: str
     expected: int
-    rows: list[dict[str, Any]]  # each with "data" (the JSON text, as measured and written), "hash"
-    datas: list[Any]  # each row's data as JSON values (what its hash covers)
+    rows: list[dict[str, Any]]  # each with "data" (the JSON text, as measured, written and hashed)
     chained: bool  # the rows' hashes are chained from the previous event's (else: look it up)
-    starts: list[dict[str, Any]]  # saga_attempts rows the append writes (see saga.store.chain)
-    ends: list[dict[str, Any]]  # saga_attempts rows, started before, that it ends
     failed_step: str | None  # a StepFailed's step: sagas.failed_step
     status: str
     wake_at: float | None

@@ -21,11 +21,18 @@ by ``seq``.
 from __future__ import annotations
 
 import hashlib
+import json
 from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from typing import Any, Literal, Protocol
 
-from saga.store.hashing import HASH_VERSION, canonical_json, event_hash
+from saga.store.hashing import (
+    HASH_VERSION,
+    canonical_json,
+    event_hash,
+    stored_event_hash,
+    stored_text,
+)
 from saga.text import count
 
 __all__ = [
@@ -54,7 +61,8 @@ class ChainedRow(Protocol):
     @property
     def schema_version(self) -> int: ...
     @property
-    def data(self) -> Any: ...
+    def data(self) -> Any:
+        """The event's data: its JSON text as stored (a ``str``), or its JSON value (an object)."""
     @property
     def recorded_at(self) -> float: ...
     @property
@@ -272,10 +280,8 @@ class _Chain:
                                 f"{self.expected_seq - 1}")
         version = row.hash_version
         computed = None
-        if version >= self.version and version in (1, HASH_VERSION):
-            # an event after one of version 2 is never of version 1
-            computed = event_hash(row.saga_id, row.seq, row.type, row.schema_version, row.data,
-                                  self.last_hash, None if version == 1 else row.recorded_at)
+        if version >= self.version:  # a chain's versions never go down
+            computed = _hash(row, version, self.last_hash)
         if computed is None or row.hash != computed:
             return AuditProblem("changed", row.saga_id, row.seq,
                                 f"{where} was changed, removed or reordered (its hash does not "
@@ -283,6 +289,19 @@ class _Chain:
         self.version, self.last_hash = version, computed
         self.expected_seq += 1
         return None
+
+
+def _hash(row: ChainedRow, version: int, previous: str | None) -> str | None:
+    """The hash ``row`` should carry by its own hash version (``None``: no such version)."""
+    if version == HASH_VERSION:  # the data's text as stored
+        text = row.data if isinstance(row.data, str) else stored_text(row.data)
+        return stored_event_hash(row.saga_id, row.seq, row.type, row.schema_version, text,
+                                 previous, row.recorded_at)
+    if version in (1, 2):  # the canonical JSON of the data, however its text is laid out
+        data = json.loads(row.data) if isinstance(row.data, str) else row.data
+        return event_hash(row.saga_id, row.seq, row.type, row.schema_version, data, previous,
+                          None if version == 1 else row.recorded_at)
+    return None
 
 
 def verify(

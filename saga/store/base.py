@@ -278,6 +278,14 @@ class EventLog(ABC):
         """
         raise NotImplementedError
 
+    def catch_up(self, *, batches: int | None = None) -> int:
+        """Bring the projections the read side keeps beside the log (``saga_attempts``) up to
+        date with it, ``batches`` transactions at most (``None``: to the end); returns how
+        many events were applied. The read side calls it before it reads them, and idle
+        workers call it on their spare time. A store that derives everything from the events
+        as it reads (the memory store) has nothing to do."""
+        return 0
+
     def status_counts(self) -> dict[tuple[str, SagaStatus], int]:
         """How many sagas of each name are in each status, from the index (for gauges: it
         answers at once or fails, without retrying).

@@ -1,5 +1,6 @@
-"""What an append writes beside its events: each event's chained hash, the attempts it starts
-or ends (rows of ``saga_attempts``), and the step whose failure it records.
+"""What an append writes beside its events: each event's chained hash and the step whose failure
+it records; and the attempts a run of events starts or ends (rows of ``saga_attempts``, which
+the projector writes: :mod:`saga.store.projection`).
 
 Pure functions of the events being appended, shared by every backend, plus the
 small cache of the last hash of recently written sagas that spares a read
@@ -15,21 +16,21 @@ from typing import Any, Generic, TypeVar
 
 from saga import events as ev
 from saga.attempts import project
-from saga.store.hashing import event_hash
+from saga.store.hashing import stored_event_hash
 
 __all__ = ["AttemptRows", "HashCache", "attempt_rows", "chain", "failed_step_of"]
 
 V = TypeVar("V")
 
 
-def chain(rows: Sequence[dict[str, Any]], datas: Sequence[Any], previous: str | None) -> str | None:
+def chain(rows: Sequence[dict[str, Any]], previous: str | None) -> str | None:
     """Set ``row["hash"]`` on each event row (``saga_id``, ``seq``, ``type``, ``schema_version``,
-    ``recorded_at``; ``datas``: the events' data as JSON values), chained from ``previous``, as
-    hash version :data:`~saga.store.hashing.HASH_VERSION`; returns the last hash."""
-    for row, data in zip(rows, datas, strict=True):
-        previous = row["hash"] = event_hash(row["saga_id"], row["seq"], row["type"],
-                                            row["schema_version"], data, previous,
-                                            row["recorded_at"])
+    ``data``: the JSON text stored, ``recorded_at``), chained from ``previous``, as hash version
+    :data:`~saga.store.hashing.HASH_VERSION`; returns the last hash."""
+    for row in rows:
+        previous = row["hash"] = stored_event_hash(row["saga_id"], row["seq"], row["type"],
+                                                   row["schema_version"], row["data"], previous,
+                                                   row["recorded_at"])
     return previous
 
 
@@ -41,7 +42,9 @@ def attempt_rows(saga_id: str, batch: Sequence[ev.Event]) -> AttemptRows:
     """The attempts ``batch`` starts (whole rows, ended too if it ends them) and the attempts it
     ends that earlier appends started (keyed rows with the outcome, and ``lost``: the row's
     duration is ``NULL``), each as :func:`saga.attempts.project` reads it (times and
-    durations in seconds)."""
+    durations in seconds; a duration is the difference of the two times in seconds, as the
+    database computes it when the end comes in a later batch, so that where the events are
+    cut makes no difference)."""
     started: dict[tuple[str, bool, int], dict[str, Any]] = {}
     ended: list[dict[str, Any]] = []
     for a in project((0, e, None) for e in batch):
@@ -50,8 +53,12 @@ def attempt_rows(saga_id: str, batch: Sequence[ev.Event]) -> AttemptRows:
         if a.started_at is None:  # started by an earlier append
             ended.append({**key, **end, "lost": a.outcome == "lost"})
         else:  # a start the batch repeats is written once, as the last one says
+            # the duration as a difference of the stored times, as when the end comes later
+            start = a.started_at.timestamp()
+            ended_at = _seconds(a.ended_at)
+            duration = None if a.duration is None or ended_at is None else ended_at - start
             started[a.step, a.compensation, a.attempt] = {
-                **key, "started_at": a.started_at.timestamp(), **end, "duration": a.duration}
+                **key, "started_at": start, **end, "duration": duration}
     return list(started.values()), ended
 
 

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import heapq
 import itertools
+import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -28,7 +29,7 @@ from saga.store.base import (
     StoredEvent,
     check_saga_id,
 )
-from saga.store.hashing import event_hash
+from saga.store.hashing import stored_event_hash, stored_text
 from saga.store.rules import check_page, encoded, wake_kept
 from saga.store.scanning import ScanReads
 
@@ -115,7 +116,7 @@ class MemoryEventStore(ScanReads, EventStore):
                 writer: str | None) -> list[StoredEvent]:
         out = []
         for i, e in enumerate(batch):
-            data, _ = encoded(saga_id, e, self.max_payload)
+            data = json.loads(encoded(saga_id, e, self.max_payload))
             out.append(StoredEvent(
                 saga_id=saga_id, seq=first_seq + i, type=e.type_name(), data=data,
                 recorded_at=datetime.now(UTC), writer=writer, schema_version=e.schema_version,
@@ -128,8 +129,8 @@ class MemoryEventStore(ScanReads, EventStore):
         # hashes chain from the saga's last event (``previous``), as in a database
         out = []
         for s in events:
-            previous = event_hash(s.saga_id, s.seq, s.type, s.schema_version, s.data, previous,
-                                  s.recorded_at.timestamp())
+            previous = stored_event_hash(s.saga_id, s.seq, s.type, s.schema_version,
+                                         stored_text(s.data), previous, s.recorded_at.timestamp())
             out.append(StoredEvent(saga_id=s.saga_id, seq=s.seq, type=s.type, data=s.data,
                                    recorded_at=s.recorded_at, writer=s.writer,
                                    position=next(self._position),

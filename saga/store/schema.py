@@ -5,14 +5,16 @@ from __future__ import annotations
 import sqlalchemy as sa
 from sqlalchemy.dialects import postgresql
 
-__all__ = ["HEAD", "attempts", "events", "metadata", "sagas"]
+__all__ = ["HEAD", "attempts", "events", "metadata", "projections", "sagas"]
 
-HEAD = "0003"
+HEAD = "0004"
 """The migration revision this library's code expects (tests check it is Alembic's head)."""
 
 metadata = sa.MetaData()
 
-JSONData = sa.JSON().with_variant(postgresql.JSONB(), "postgresql")
+JSONData = sa.JSON().with_variant(postgresql.JSON(), "postgresql")
+"""Event data as JSON text, kept as written (on PostgreSQL ``json``, not ``jsonb``, which would
+reorder keys and drop the bytes that hash version 3 covers)."""
 
 events = sa.Table(
     "saga_events",
@@ -27,7 +29,8 @@ events = sa.Table(
     sa.Column("recorded_at", sa.Float(precision=53), nullable=False),
     sa.Column("writer", sa.String(100), nullable=True),
     sa.Column("hash", sa.String(64), nullable=False),
-    # what the hash covers (saga.store.hashing): 1 leaves recorded_at out (events written before 0003)
+    # what the hash covers (saga.store.hashing): 1 leaves recorded_at out (events written before
+    # 0003), 2 covers the data's canonical JSON (before 0004), 3 the data's text as stored
     sa.Column("hash_version", sa.SmallInteger, nullable=False, server_default=sa.text("1")),
     sa.UniqueConstraint("saga_id", "seq", name="uq_saga_events_saga_id_seq"),
 )
@@ -86,5 +89,15 @@ attempts = sa.Table(
              postgresql_where=sa.text("error_type IS NOT NULL")),
     sqlite_with_rowid=False,  # one b-tree fewer to keep per attempt
 )
-"""One row per attempt (its outcome as :func:`saga.attempts.outcome_of` says), kept by the store in
-the transaction that appends the attempt's events: what the store's statistics read."""
+"""One row per attempt (its outcome as :func:`saga.attempts.outcome_of` says): a projection of the
+log, brought up to date past its watermark in ``saga_projections`` (:mod:`saga.store.projection`)
+before the statistics and the search read it."""
+
+projections = sa.Table(
+    "saga_projections",
+    metadata,
+    sa.Column("name", sa.String(64), primary_key=True),
+    # every event at or before this position of the log is in the projection
+    sa.Column("position", sa.BigInteger, nullable=False),
+)
+"""Each projection of the log (``attempts``) and its watermark."""

@@ -1,5 +1,6 @@
 """What the SQL backends share, on SQLAlchemy Core: opening (schema checks), the append with
-its fence, reading, the portable claim, and the read side (:mod:`saga.store.sqlreads`).
+its fence, reading, the portable claim, the read side (:mod:`saga.store.sqlreads`) and the
+attempts projection (:mod:`saga.store.projection`).
 
 Nothing here is one database's: each backend (:mod:`saga.store.sqlite`,
 :mod:`saga.store.postgres`) supplies its engine, its transactions and locking,
@@ -32,18 +33,18 @@ from saga.store.base import (
     StoredEvent,
     check_saga_id,
 )
-from saga.store.chain import HashCache, attempt_rows, chain, failed_step_of
+from saga.store.chain import HashCache, chain, failed_step_of
 from saga.store.opening import SchemaChecks
+from saga.store.projection import Projector
 from saga.store.rules import check_page, encoded
 from saga.store.schema import events, sagas
-from saga.store.sqlreads import SqlReads
 from saga.store.statements import stored_event
 from saga.store.transient import translated
 
 __all__ = ["SqlEventStore"]
 
 
-class SqlEventStore(SchemaChecks, SqlReads, EventStore):
+class SqlEventStore(SchemaChecks, Projector, EventStore):
     """The saga event log in a SQL database (a backend subclasses it with its engine and locking)."""
 
     engine: sa.Engine
@@ -82,18 +83,18 @@ class SqlEventStore(SchemaChecks, SqlReads, EventStore):
         with self.engine.connect() as conn:
             yield conn
 
-    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
-                     starts: list[dict[str, Any]], *, wake: bool) -> None:
-        """Commit a new saga's index row (``values``, as ``CREATE`` takes them), its first
-        events and the attempts they start; ``wake``: the saga is due with no one holding it
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
+                     ) -> None:
+        """Commit a new saga's index row (``values``, as ``CREATE`` takes them) and its first
+        events; ``wake``: the saga is due with no one holding it
         (tell idle workers)."""
         raise NotImplementedError  # pragma: no cover - every backend writes it its own way
 
     def _append_alone(self, a: Append) -> None:
         """Commit one append in a transaction of its own: its ``seq`` and lease checked in
         the same statement that moves the saga's row on (``APPEND``/``APPEND_FENCED`` or
-        the backend's equivalent), then its events (chained first if ``a.chained`` is false)
-        and attempts; raises :func:`refusal`'s error if the check fails."""
+        the backend's equivalent), then its events (chained first if ``a.chained`` is false);
+        raises :func:`refusal`'s error if the check fails."""
         raise NotImplementedError  # pragma: no cover - every backend writes it its own way
 
     def _commit_append(self, append: Append) -> None:
@@ -109,17 +110,15 @@ class SqlEventStore(SchemaChecks, SqlReads, EventStore):
     # -- writing ----------------------------------------------------------------------------
 
     def _rows(self, saga_id: str, first_seq: int, batch: Sequence[ev.Event], writer: str | None
-              ) -> tuple[list[dict[str, Any]], list[Any], bool]:
-        """The event rows (hashed), their data, and whether the hashes are chained from the
+              ) -> tuple[list[dict[str, Any]], bool]:
+        """The event rows (hashed) and whether the hashes are chained from the
         previous event's (known for a new saga and when cached, and nothing to chain when there
         are no rows; else the backend looks it up and calls :func:`~saga.store.chain.chain`
         again)."""
         rows = []
-        datas = []
         recorded_at = self._recording_time()
         for i, e in enumerate(batch):
-            data, text = encoded(saga_id, e, self.max_payload)
-            datas.append(data)
+            text = encoded(saga_id, e, self.max_payload)
             rows.append({
                 "saga_id": saga_id,
                 "seq": first_seq + i,
@@ -130,10 +129,10 @@ class SqlEventStore(SchemaChecks, SqlReads, EventStore):
                 "writer": writer,
             })
         if not rows:  # nothing to chain: no need to know the previous hash
-            return rows, datas, True
+            return rows, True
         previous = None if first_seq == 1 else self._hashes.get(saga_id, first_seq - 1)
-        chain(rows, datas, previous)
-        return rows, datas, first_seq == 1 or previous is not None
+        chain(rows, previous)
+        return rows, first_seq == 1 or previous is not None
 
     def _remember(self, rows: list[dict[str, Any]]) -> None:
         """Cache the last hash of rows just committed."""
@@ -155,8 +154,7 @@ class SqlEventStore(SchemaChecks, SqlReads, EventStore):
         lease_until: datetime | None = None,
     ) -> bool:
         check_saga_id(saga_id)
-        rows, _, _ = self._rows(saga_id, 1, batch, owner)
-        starts, _ = attempt_rows(saga_id, batch)
+        rows, _ = self._rows(saga_id, 1, batch, owner)
         ts = now.timestamp()
         values = {
             "saga_id": saga_id,
@@ -172,7 +170,7 @@ class SqlEventStore(SchemaChecks, SqlReads, EventStore):
             "failed_step": failed_step_of(batch),
         }
         try:
-            self._create_saga(values, rows, starts, wake=owner is None and status.is_active)
+            self._create_saga(values, rows, wake=owner is None and status.is_active)
         except sa_exc.IntegrityError:
             # The id is taken (the primary key refuses it, and nothing is written), unless
             # by this very call: a retry after a commit whose outcome was unknown.
@@ -193,16 +191,12 @@ class SqlEventStore(SchemaChecks, SqlReads, EventStore):
         owner: str | None = None,
         lease_until: datetime | None = None,
     ) -> None:
-        rows, datas, chained = self._rows(saga_id, expected_seq + 1, batch, owner)
-        starts, ends = attempt_rows(saga_id, batch)
+        rows, chained = self._rows(saga_id, expected_seq + 1, batch, owner)
         append = Append(
             saga_id=saga_id,
             expected=expected_seq,
             rows=rows,
-            datas=datas,
             chained=chained,
-            starts=starts,
-            ends=ends,
             failed_step=failed_step_of(batch),
             status=status.value,
             wake_at=None if wake_at is None else wake_at.timestamp(),

@@ -183,15 +183,6 @@ class SQLiteEventStore(SqlEventStore):
             sql, order = self._driver_sql["insert"]
             db.executemany(sql, [tuple(r[k] for k in order) for r in rows])  # data: JSON text
 
-    @staticmethod
-    def _attempts(db: sqlite3.Connection, starts: list[dict[str, Any]],
-                  ends: list[dict[str, Any]]) -> None:
-        # an append starts and ends an attempt or two: execute() costs less than executemany()
-        for row in starts:
-            db.execute(q.ATTEMPT_START, row)
-        for row in ends:
-            db.execute(q.ATTEMPT_END, row)
-
     @functools.cached_property
     def _rows_as_written(self) -> HashCache[tuple[str, float | None]]:
         """The status and wake-up time each recently written saga had at its last ``seq`` (a
@@ -199,12 +190,11 @@ class SQLiteEventStore(SqlEventStore):
         the same)."""
         return HashCache()
 
-    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
-                     starts: list[dict[str, Any]], *, wake: bool) -> None:
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
+                     ) -> None:
         with self._raw(write=True) as db:
             self._run(db, "create", values)
             self._insert_rows(db, rows)
-            self._attempts(db, starts, [])
         self._rows_as_written.put(values["saga_id"], values["last_seq"],
                                   (values["status"], values["wake_at"]))
 
@@ -227,9 +217,8 @@ class SQLiteEventStore(SqlEventStore):
             if not a.chained:  # the seq check passed: the previous event is there
                 found = self._run(db, "previous_hash",
                                   {"b_saga_id": a.saga_id, "b_seq": a.expected}).fetchone()
-                chain(a.rows, a.datas, found[0])
+                chain(a.rows, found[0])
             self._insert_rows(db, a.rows)
-            self._attempts(db, a.starts, a.ends)
         kept = hint[1] if hint is not None and not sets_wake else a.wake_at
         self._rows_as_written.put(a.saga_id, a.expected + len(a.rows), (a.status, kept))
 

@@ -1,7 +1,7 @@
 """The read side of the SQL stores: the list of sagas, statistics, export and audit, each a
-few statements the database answers from its indexes (``saga_attempts`` and
-``sagas.failed_step``, kept by every append), streamed in constant memory where a log can be
-large. None of them writes.
+few statements the database answers from its indexes (``saga_attempts``, brought up to date
+with the log first (:mod:`saga.store.projection`), and ``sagas.failed_step``, kept by every
+append), streamed in constant memory where a log can be large. None of them writes to the log.
 
 The statements are the same on every database; a backend supplies its read-only snapshot,
 the order of saga ids the audit needs, and (on PostgreSQL) the position a head can cover.
@@ -34,7 +34,7 @@ from saga.store.reads import (
     reported,
     wanted_head,
 )
-from saga.store.schema import attempts, events, sagas
+from saga.store.schema import events, sagas
 from saga.store.sqlstats import compute_stats, saga_counts_query
 from saga.store.statements import from_ts
 from saga.store.transient import first_line, translated
@@ -67,6 +67,9 @@ class SqlReads(EventLog):
         hold every event before it (``None``: the snapshot's last position does)."""
         return None
 
+    def _attempts_source(self) -> sa.FromClause:
+        raise NotImplementedError  # pragma: no cover - the projector provides it
+
     # -- the read side ----------------------------------------------------------------------
 
     @translated
@@ -83,6 +86,7 @@ class SqlReads(EventLog):
         cursor: str | None = None,
     ) -> SagaPage:
         after = check_listing(status, limit, cursor)
+        attempts = self._attempts_source() if error_type is not None else None
         parked = events.alias("parked")  # the saga's last event, when it says the saga is parked
         stmt = sa.select(sagas.c.saga_id, sagas.c.name, sagas.c.version, sagas.c.status,
                          sagas.c.created_at,
@@ -96,7 +100,7 @@ class SqlReads(EventLog):
             stmt = stmt.where(sagas.c.name == name)
         if failed_step is not None:
             stmt = stmt.where(sagas.c.failed_step == failed_step)
-        if error_type is not None:
+        if attempts is not None:
             stmt = stmt.where(sa.exists().where(attempts.c.saga_id == sagas.c.saga_id,
                                                 attempts.c.error_type == error_type))
         if since is not None:
@@ -118,6 +122,7 @@ class SqlReads(EventLog):
     @translated
     def stats(self, *, name: str | None = None, since: datetime | None = None,
               top: int = 10) -> Stats:
+        attempts = self._attempts_source()
         with self._snapshot() as conn:
             return compute_stats(conn, name=name, since=since, top=top, attempts=attempts)
 
@@ -147,7 +152,9 @@ class SqlReads(EventLog):
         wanted = wanted_head(head, saga_id)
         with self._snapshot() as conn:
             rows = sa.select(events.c.position, events.c.saga_id, events.c.seq, events.c.type,
-                             events.c.schema_version, events.c.data, events.c.recorded_at,
+                             events.c.schema_version,
+                             sa.cast(events.c.data, sa.Text).label("data"),  # the text hashed
+                             events.c.recorded_at,
                              events.c.hash_version, events.c.hash)
             index = sa.select(sagas.c.saga_id, sagas.c.last_seq)
             if saga_id is not None:

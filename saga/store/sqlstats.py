@@ -5,7 +5,8 @@ into Python.
 Attempts are read from a source with one row per attempt (``saga_id``,
 ``name``, ``step``, ``compensation``, ``attempt``, ``started_at``,
 ``ended_at``, ``duration``, ``outcome``, ``error_type``): the table
-``saga_attempts`` the store keeps on append, or anything with those columns.
+``saga_attempts`` (a projection of the log: :mod:`saga.store.projection`), or the same rows
+derived from the events alone (:func:`attempts_from_events`), or anything with those columns.
 """
 
 from __future__ import annotations
@@ -17,12 +18,86 @@ import sqlalchemy as sa
 
 from saga.store.reads import PERCENTILES, SagaCounts, Stats, StepStats, nearest_rank
 from saga.store.schema import attempts as attempts_table
-from saga.store.schema import sagas
+from saga.store.schema import events, sagas
+from saga.store.statements import epoch as _epoch
 
 __all__ = [
-    "compute_stats", "nth_duration_query", "saga_counts_query", "step_counts_query",
-    "top_errors_query",
+    "ATTEMPT_COLUMNS", "attempts_from_events", "compute_stats", "nth_duration_query",
+    "saga_counts_query", "step_counts_query", "top_errors_query",
 ]
+
+
+_STARTED = "StepAttemptStarted"
+_FAILED = "StepAttemptFailed"
+_SUCCEEDED = "StepSucceeded"
+_COMP_STARTED = "CompensationAttemptStarted"
+_COMP_FAILED = "CompensationAttemptFailed"
+_COMPENSATED = "StepCompensated"
+
+
+ATTEMPT_COLUMNS = ("saga_id", "name", "step", "compensation", "attempt", "started_at", "ended_at",
+                   "duration", "outcome", "error_type")
+"""The columns of an attempts source: one row per attempt (see :func:`attempts_from_events`)."""
+
+
+def attempts_from_events() -> sa.Subquery:
+    """One row per attempt, derived from the events table by window functions.
+
+    Columns as :data:`ATTEMPT_COLUMNS`: the saga's ``name``; ``compensation``
+    (bool); ``started_at``/``ended_at`` in seconds since the epoch, from the
+    events' ``at`` (the coordinator's clock, as the timeline shows; ``ended_at`` is
+    ``NULL`` while running); ``outcome`` (``succeeded``, ``failed``,
+    ``timed_out``, ``lost`` or ``running``); ``duration`` in seconds of an
+    attempt that succeeded, failed or timed out (``NULL`` for lost and running
+    ones); ``error_type`` of a failure.
+    Attempts of one saga run one at a time, so an attempt's outcome is the
+    next attempt event of its saga. A table with these columns, kept by the
+    store on append, answers the same statements without the windows.
+    """
+    types = (_STARTED, _COMP_STARTED, _FAILED, _COMP_FAILED, _SUCCEEDED, _COMPENSATED)
+    data = events.c.data
+
+    def lead(value: sa.ColumnElement[Any]) -> sa.Over[Any]:
+        return sa.func.lead(value).over(partition_by=events.c.saga_id, order_by=events.c.seq)
+
+    rows = (
+        sa.select(
+            events.c.saga_id, events.c.type, _epoch(data["at"].as_string()).label("at"),
+            data["step"].as_string().label("step"),
+            data["attempt"].as_integer().label("attempt"),
+            lead(events.c.type).label("next_type"),
+            lead(_epoch(data["at"].as_string())).label("next_at"),
+            lead(data["timed_out"].as_boolean()).label("next_timed_out"),
+            lead(data["lost"].as_boolean()).label("next_lost"),
+            lead(data["error_type"].as_string()).label("next_error_type"),
+        )
+        .where(events.c.type.in_(types))
+        .subquery("attempt_events")
+    )
+    ended = rows.c.next_type.in_((_FAILED, _COMP_FAILED, _SUCCEEDED, _COMPENSATED))
+    failed = rows.c.next_type.in_((_FAILED, _COMP_FAILED))
+    outcome = sa.case(
+        (rows.c.next_type.in_((_SUCCEEDED, _COMPENSATED)), "succeeded"),
+        (sa.and_(failed, sa.func.coalesce(rows.c.next_timed_out, sa.false())), "timed_out"),
+        (sa.and_(failed, sa.func.coalesce(rows.c.next_lost, sa.false())), "lost"),
+        (failed, "failed"),
+        else_="running",
+    )
+    return (
+        sa.select(
+            rows.c.saga_id, sagas.c.name, rows.c.step,
+            (rows.c.type == _COMP_STARTED).label("compensation"),
+            rows.c.attempt,
+            rows.c.at.label("started_at"),
+            sa.case((ended, rows.c.next_at)).label("ended_at"),
+            sa.case((sa.and_(ended, outcome != "lost"), rows.c.next_at - rows.c.at)).label("duration"),
+            outcome.label("outcome"),
+            sa.case((failed, rows.c.next_error_type)).label("error_type"),
+        )
+        .select_from(rows.join(sagas, sagas.c.saga_id == rows.c.saga_id))
+        .where(rows.c.type.in_((_STARTED, _COMP_STARTED)))
+        .subquery("attempts")
+    )
 
 
 def _count(cond: sa.ColumnElement[bool]) -> sa.ColumnElement[int]:

@@ -154,22 +154,24 @@ REFUSED = sa.select(sagas.c.last_seq, sagas.c.lease_owner, sagas.c.lease_expires
 _ATTEMPT_KEY = "saga_id, compensation, step, attempt"
 ATTEMPT_START = f"""
 INSERT INTO saga_attempts ({_ATTEMPT_KEY}, name, started_at, ended_at, duration, outcome, error_type)
-SELECT :saga_id, :compensation, :step, :attempt, name, :started_at, :ended_at, :duration, :outcome,
-       :error_type
+SELECT saga_id, :compensation, :step, :attempt, name, CAST(:started_at AS DOUBLE PRECISION),
+       CAST(:ended_at AS DOUBLE PRECISION), CAST(:duration AS DOUBLE PRECISION), :outcome,
+       CAST(:error_type AS VARCHAR(200))
 FROM sagas WHERE saga_id = :saga_id
 ON CONFLICT ({_ATTEMPT_KEY}) DO UPDATE SET
     name = excluded.name, started_at = excluded.started_at, ended_at = excluded.ended_at,
     duration = excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type
 """
-"""An attempt an append starts (a row of :func:`saga.store.chain.attempt_rows`), with its
-saga's name; SQLite's SQL with named parameters."""
+"""An attempt the projector writes (a row of :func:`saga.store.chain.attempt_rows`), with its
+saga's name; SQL both databases take, with named parameters (a ``NULL`` is typed by its
+``CAST``)."""
 ATTEMPT_END = """
-UPDATE saga_attempts SET ended_at = :ended_at,
-    duration = CASE WHEN :lost THEN NULL ELSE :ended_at - started_at END,
-    outcome = :outcome, error_type = :error_type
+UPDATE saga_attempts SET ended_at = CAST(:ended_at AS DOUBLE PRECISION),
+    duration = CASE WHEN :lost THEN NULL ELSE CAST(:ended_at AS DOUBLE PRECISION) - started_at END,
+    outcome = :outcome, error_type = CAST(:error_type AS VARCHAR(200))
 WHERE saga_id = :saga_id AND compensation = :compensation AND step = :step AND attempt = :attempt
 """
-"""An attempt an append ends that an earlier append started; SQLite's SQL."""
+"""An attempt the projector ends that it started in an earlier batch."""
 PREVIOUS_HASH = sa.select(events.c.hash).where(
     events.c.saga_id == _B("b_saga_id"), events.c.seq == _B("b_seq")
 )

@@ -54,7 +54,8 @@ class EventLogContract(WriteSideContract, ReadSideContract):
     newest first, paged by a cursor; ``stats`` with their counts, nearest-rank
     percentiles and commonest errors, by name and since a time; ``export`` in
     the order appended; each event's hash chained to the previous one of its
-    saga (:func:`saga.store.hashing.event_hash` over its recording time);
+    saga (:func:`saga.store.hashing.stored_event_hash` over its data as stored and its
+    recording time);
     ``verify`` and ``head``, a head still holding once the log has grown; and
     ``status_counts``.
 

@@ -14,7 +14,7 @@ from saga.errors import InvalidInput, SagaNotFound
 from saga.state import SagaStatus
 from saga.store.audit import Head, HeadBuilder
 from saga.store.base import EventLog
-from saga.store.hashing import event_hash
+from saga.store.hashing import stored_event_hash, stored_text
 from saga.store.reads import MAX_LIMIT, SagaCounts, Stats, StepStats
 from saga.testing.contract_write import append, at, attempt, create, started
 
@@ -198,8 +198,9 @@ class ReadSideContract:
         for saga_id in EVENTS:
             previous = None
             for e in store.load(saga_id):
-                previous = event_hash(saga_id, e.seq, e.type, e.schema_version, e.data, previous,
-                                      e.recorded_at.timestamp())
+                previous = stored_event_hash(saga_id, e.seq, e.type, e.schema_version,
+                                             stored_text(e.data), previous,
+                                             e.recorded_at.timestamp())
                 assert e.hash == previous, (saga_id, e.seq)
 
     def test_verify_checks_every_chain(self, store: EventLog) -> None:

@@ -40,50 +40,11 @@ INSERT INTO saga_events (saga_id, seq, type, schema_version, data, recorded_at, 
                          hash_version)
 SELECT e.saga_id, e.seq, e.type, e.schema_version, e.data, e.recorded_at, e.writer, e.hash,
        {HASH_VERSION}
-FROM ROWS FROM (jsonb_to_recordset(CAST(:events AS jsonb)) AS (
-    saga_id text, seq integer, type text, schema_version smallint, data jsonb,
+FROM ROWS FROM (json_to_recordset(CAST(:events AS json)) AS (
+    saga_id text, seq integer, type text, schema_version smallint, data json,
     recorded_at float8, writer text, hash text
 )) WITH ORDINALITY AS e(saga_id, seq, type, schema_version, data, recorded_at, writer, hash, n)
 """
-
-
-def _attempts(accepted: str, *, ends: bool = True) -> str:
-    """CTEs writing the attempts of ``:starts`` and ending those of ``:ends`` (documents of
-    :func:`saga.store.chain.attempt_rows`'s rows; ``ends=False``: no attempt is ended, as in a
-    new saga), for the sagas the CTE ``accepted`` returns with their ``name``."""
-    started = f"""started AS (
-    INSERT INTO saga_attempts (saga_id, compensation, step, attempt, name, started_at, ended_at,
-                               duration, outcome, error_type)
-    SELECT a.saga_id, a.compensation, a.step, a.attempt, {accepted}.name, a.started_at,
-           a.ended_at, a.duration, a.outcome, a.error_type
-    FROM jsonb_to_recordset(CAST(:starts AS jsonb)) AS a(
-        saga_id text, compensation boolean, step text, attempt integer, started_at float8,
-        ended_at float8, duration float8, outcome text, error_type text)
-    JOIN {accepted} ON {accepted}.saga_id = a.saga_id
-    ON CONFLICT (saga_id, compensation, step, attempt) DO UPDATE SET
-        name = excluded.name, started_at = excluded.started_at, ended_at = excluded.ended_at,
-        duration = excluded.duration, outcome = excluded.outcome, error_type = excluded.error_type
-)"""
-    if not ends:
-        return started
-    # Ending an attempt is an upsert too: its conflict check goes through the primary key,
-    # where an UPDATE joined to the document may be planned through another index and scan
-    # every attempt of the step. (A duration given as NULL marks a lost attempt.)
-    return started + f""", ended AS (
-    INSERT INTO saga_attempts AS t (saga_id, compensation, step, attempt, name, started_at,
-                                    ended_at, duration, outcome, error_type)
-    SELECT a.saga_id, a.compensation, a.step, a.attempt, {accepted}.name, a.ended_at, a.ended_at,
-           CASE WHEN a.lost THEN NULL ELSE 0 END, a.outcome, a.error_type
-    FROM jsonb_to_recordset(CAST(:ends AS jsonb)) AS a(
-        saga_id text, compensation boolean, step text, attempt integer, ended_at float8,
-        outcome text, error_type text, lost boolean)
-    JOIN {accepted} ON {accepted}.saga_id = a.saga_id
-    ON CONFLICT (saga_id, compensation, step, attempt) DO UPDATE SET
-        ended_at = excluded.ended_at,
-        duration = CASE WHEN excluded.duration IS NULL THEN NULL
-                        ELSE excluded.ended_at - t.started_at END,
-        outcome = excluded.outcome, error_type = excluded.error_type
-)"""
 
 
 def _insert_events(accepted: str) -> str:
@@ -131,8 +92,8 @@ WITH created AS (
                        wake_at, lease_owner, lease_expires_at, failed_step)
     VALUES (:saga_id, :name, :version, :status, :last_seq, :created_at, :updated_at,
             :wake_at, :lease_owner, :lease_expires_at, :failed_step)
-    RETURNING saga_id, name
-), """ + _attempts("created", ends=False)
+    RETURNING saga_id
+)"""
 CREATE_WITH_EVENTS = sa.text(_CREATED + "\n" + _insert_events("created"))
 CREATE_WITH_EVENTS_AND_NOTIFY = sa.text(
     _CREATED + ", inserted AS (\n" + _insert_events("created") + ")\n"
@@ -142,7 +103,7 @@ CREATE_WITH_EVENTS_AND_NOTIFY = sa.text(
 
 BATCH_APPEND = sa.text(f"""
 WITH v AS (
-    SELECT * FROM jsonb_to_recordset(CAST(:sagas AS jsonb)) AS v(
+    SELECT * FROM json_to_recordset(CAST(:sagas AS json)) AS v(
         saga_id text, expected integer, last_seq integer, status text, wake_at float8,
         now float8, fenced boolean, owner text, lease_owner text, lease_until float8,
         failed_step text)
@@ -161,9 +122,9 @@ WITH v AS (
       AND sagas.saga_id = v.saga_id
       AND sagas.last_seq = v.expected
       AND (NOT v.fenced OR {_sql(lease_open(_v.c.owner, _v.c.now))})
-    RETURNING sagas.saga_id, sagas.name
+    RETURNING sagas.saga_id
 ), inserted AS (
-    {_insert_events("won")}), {_attempts("won")}
+    {_insert_events("won")})
 SELECT saga_id FROM won
 """)
 """Every append of a batch in one statement: each saga's row checks its own ``seq`` and

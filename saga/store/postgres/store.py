@@ -92,12 +92,11 @@ class PostgresEventStore(SqlEventStore):
 
     # -- writing ----------------------------------------------------------------------------
 
-    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]],
-                     starts: list[dict[str, Any]], *, wake: bool) -> None:
+    def _create_saga(self, values: dict[str, Any], rows: list[dict[str, Any]], *, wake: bool
+                     ) -> None:
         stmt = pg.CREATE_WITH_EVENTS_AND_NOTIFY if wake else pg.CREATE_WITH_EVENTS
         with self._autocommit() as conn:
-            conn.execute(stmt, {**values, "events": pg.events_document(rows),
-                                "starts": dumps(starts)})
+            conn.execute(stmt, {**values, "events": pg.events_document(rows)})
 
     def _append_alone(self, a: Append) -> None:
         # The batch statement with one saga: the fence and the events in one round trip,
@@ -105,7 +104,7 @@ class PostgresEventStore(SqlEventStore):
         with self._autocommit() as conn:
             won = conn.execute(pg.BATCH_APPEND, {
                 "sagas": pg.sagas_document([a]), "events": pg.events_document(a.rows),
-                "starts": dumps(a.starts), "ends": dumps(a.ends), "ids": [a.saga_id],
+                "ids": [a.saga_id],
             }).first()
             if won is None:
                 self._refused(conn, a.saga_id, a.expected)
@@ -129,7 +128,7 @@ class PostgresEventStore(SqlEventStore):
             if found is None:  # the log does not reach the seq the append follows
                 self._refused(conn, a.saga_id, a.expected)
         assert found is not None
-        chain(a.rows, a.datas, found[0])
+        chain(a.rows, found[0])
 
     def _commit_append(self, append: Append) -> None:
         if not append.chained:
@@ -159,8 +158,6 @@ class PostgresEventStore(SqlEventStore):
                 won = set(conn.execute(pg.BATCH_APPEND, {
                     "sagas": pg.sagas_document(appends),
                     "events": pg.events_document(row for a in appends for row in a.rows),
-                    "starts": dumps([row for a in appends for row in a.starts]),
-                    "ends": dumps([row for a in appends for row in a.ends]),
                     "ids": [it.key for it in batch],
                 }).scalars())
         except sa_exc.SQLAlchemyError as e:
