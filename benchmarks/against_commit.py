@@ -56,24 +56,32 @@ def workload_args(args: argparse.Namespace) -> list[str]:
             "--recover", str(args.recover), "--lease", str(args.lease)]
 
 
-def run_once(args: argparse.Namespace, workload: str, side: str, *, staged: Path, scratch: Path,
-             label: str) -> Outcome:
-    """One measured run of ``workload`` on ``side``'s package, on a fresh database, then the raw
-    insert+commit rate of that database."""
-    env = child_env(staged)
-    cmd = [sys.executable, str(WORKLOAD_SCRIPT), "--workload", workload, *workload_args(args)]
+def run_once(cmd: Sequence[str], workload: str, *, env: dict[str, str], scratch: Path,
+             args: argparse.Namespace, label: str) -> Outcome:
+    """One measured run (``cmd`` plus ``--url``) of ``workload`` on a fresh database (on
+    PostgreSQL ``args.database`` at ``args.url``, else a file in ``scratch``), then the raw
+    insert+commit rate of that database (``args.raw`` rows)."""
     if workload == "sqlite-one":
-        path = scratch / f"{side}.db"
-        outcome = run_child([*cmd, "--url", str(path)], env=env, cwd=scratch,
-                            timeout=args.timeout, label=label)
-        outcome = outcome.with_figure(RAW, raw_rate(path, args.raw))
-        for leftover in scratch.glob(f"{side}.db*"):
-            leftover.unlink()
-    else:
-        with scratch_database(args.url, f"{args.database}_{side}") as url:
-            outcome = run_child([*cmd, "--url", url], env=env, cwd=scratch,
+        path = scratch / "bench.db"
+        try:
+            outcome = run_child([*cmd, "--url", str(path)], env=env, cwd=scratch,
                                 timeout=args.timeout, label=label)
-            outcome = outcome.with_figure(RAW, raw_rates(url, count=args.raw, batch=100)[0])
+            return outcome.with_figure(RAW, raw_rate(path, args.raw))
+        finally:
+            for leftover in scratch.glob("bench.db*"):
+                leftover.unlink()
+    with scratch_database(args.url, args.database) as url:
+        outcome = run_child([*cmd, "--url", url], env=env, cwd=scratch, timeout=args.timeout,
+                            label=label)
+        return outcome.with_figure(RAW, raw_rates(url, count=args.raw, batch=100)[0])
+
+
+def ours(args: argparse.Namespace, workload: str, *, staged: Path, scratch: Path, label: str
+         ) -> Outcome:
+    """One measured run of ``saga_workloads.py`` on the package staged at ``staged``."""
+    cmd = [sys.executable, str(WORKLOAD_SCRIPT), "--workload", workload, *workload_args(args)]
+    outcome = run_once(cmd, workload, env=child_env(staged), scratch=scratch, args=args,
+                       label=label)
     if not outcome.package.startswith(str(staged) + os.sep):
         raise RuntimeError(f"{label} ran saga from {outcome.package}, not from {staged}")
     return outcome
@@ -127,9 +135,8 @@ def main(argv: Sequence[str] | None = None) -> int:
             for pair in range(args.pairs):
                 for side in ("old", "new"):
                     label = f"{workload}, pair {pair + 1}/{args.pairs}, {side}"
-                    comparison.add(workload, side,
-                                   run_once(args, workload, side, staged=staged[side],
-                                            scratch=scratch, label=label))
+                    comparison.add(workload, side, ours(args, workload, staged=staged[side],
+                                                        scratch=scratch, label=label))
     print()
     print(comparison.table())
     notes = comparison.notes()

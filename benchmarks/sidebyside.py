@@ -65,8 +65,16 @@ def run_child(cmd: Sequence[str], *, env: dict[str, str], cwd: Path, timeout: fl
     )
 
 
-def number(value: float) -> str:
-    """A figure, with as many decimals as its size deserves."""
+def median(values: Sequence[float | None]) -> float | None:
+    """The median of the values there are (None if none)."""
+    known = [v for v in values if v is not None]
+    return statistics.median(known) if known else None
+
+
+def number(value: float | None) -> str:
+    """A figure, with as many decimals as its size deserves ("-" for none)."""
+    if value is None:
+        return "-"
     if abs(value) >= 100:
         return f"{value:,.0f}"
     if abs(value) >= 10:
@@ -93,14 +101,13 @@ class Comparison:
         rows: list[list[str]] = []
         for workload, by_side in self.runs.items():
             names = list(dict.fromkeys(n for o in by_side[first] + by_side[second] for n in o.figures))
+            names.sort(key=lambda n: n.startswith("raw "))  # the baselines last
             shown = workload
             for name in names:
-                a = [o.figures[name] for o in by_side[first] if name in o.figures]
-                b = [o.figures[name] for o in by_side[second] if name in o.figures]
-                if not a or not b:
-                    continue
-                ma, mb = statistics.median(a), statistics.median(b)
-                ratio = f"{mb / ma:.2f}" if ma else "-"
+                a = [o.figures.get(name) for o in by_side[first]]
+                b = [o.figures.get(name) for o in by_side[second]]
+                ma, mb = median(a), median(b)
+                ratio = f"{mb / ma:.2f}" if ma and mb is not None else "-"
                 pairs = "  ".join(f"{number(x)} -> {number(y)}" for x, y in zip(a, b, strict=False))
                 rows.append([shown, name, number(ma), number(mb), ratio, pairs])
                 shown = ""
