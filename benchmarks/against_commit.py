@@ -17,10 +17,13 @@ subprocess of ``benchmarks/saga_workloads.py`` on a fresh database:
 
 Prints a table: for each figure, the median over the pairs of each side, the
 ratio new/old, and every pair's figures. The figures are sagas/s, and per
-saga the commits and the WAL written (pages on SQLite, bytes on PostgreSQL),
-counted from outside the library (``benchmarks/meters.py``), so that they mean
-the same on both trees; and, after each run on its database, the raw rate of
-single-row insert+commit (``raw commits/s``), so that a noisy machine shows.
+saga the commits and the WAL written (pages on SQLite; on PostgreSQL the
+bytes by which the server's WAL position moved, and ``own WAL``: the bytes of
+this database's records alone, which another database's work on a shared
+server does not inflate), counted from outside the library
+(``benchmarks/meters.py``), so that they mean the same on both trees; and,
+after each run on its database, the raw rate of single-row insert+commit
+(``raw commits/s``), so that a noisy machine shows.
 The measured code uses only the public API both commits have.
 
     python benchmarks/against_commit.py

@@ -25,7 +25,9 @@ ours in this interpreter's venv on the working tree's ``saga``
 
 Prints a table: for each figure, the median over the pairs of each side, the
 ratio ours/DBOS, and every pair's figures: workflows (sagas)/s, commits and
-WAL per workflow counted from outside both libraries (``benchmarks/meters.py``),
+WAL per workflow counted from outside both libraries (``benchmarks/meters.py``;
+on PostgreSQL both the server's WAL and ``own WAL``, the scratch database's
+records alone),
 and, after each run on its database, the raw single-row insert+commit rate.
 
     python benchmarks/against_dbos.py

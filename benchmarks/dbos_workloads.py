@@ -123,7 +123,7 @@ def cycle(dbos: Any, url: str, meter: Meter, body: Callable[[], None]) -> tuple[
     finally:
         dbos.DBOS.destroy()
     after = during if during is not None else meter.read()
-    return seconds, after - before
+    return seconds, meter.cost(before, after)
 
 
 def one_at_a_time(dbos: Any, url: str, meter: Meter, run: Run, *, count: int, warmup: int) -> None:
@@ -258,7 +258,7 @@ def pg_workers(dbos: Any, url: str, meter: PgMeter, run: Run, *, args: argparse.
         t1 = drain.wait(args.many, timeout=1800)
     finally:
         drainer.stop()
-    run.add("", args.many, t1 - t0, (meter.read() - before).less_commits(drain.commits))
+    run.add("", args.many, t1 - t0, meter.cost(before, meter.read()).less_commits(drain.commits))
 
 
 def pg_recover(url: str, meter: PgMeter, run: Run, *, args: argparse.Namespace) -> None:
@@ -283,7 +283,7 @@ def pg_recover(url: str, meter: PgMeter, run: Run, *, args: argparse.Namespace) 
         t1 = drain.wait(args.recover, timeout=1800)
     finally:
         survivor.stop()
-    run.add("", args.recover, t1 - t0, (meter.read() - before).less_commits(drain.commits))
+    run.add("", args.recover, t1 - t0, meter.cost(before, meter.read()).less_commits(drain.commits))
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -307,6 +307,8 @@ class Run:
         self.figures += [(f"{prefix}sagas/s", n / seconds), (f"{prefix}commits/saga", net.commits / n)]
         if self.wal_unit:
             self.figures.append((f"{prefix}WAL {self.wal_unit}/saga", net.wal / n))
+        if net.own_wal is not None:
+            self.figures.append((f"{prefix}own WAL bytes/saga", net.own_wal / n))
         self.other_commits += cost.other_commits
         self.databases_created += cost.databases_created
 
@@ -336,6 +338,7 @@ def measure(args: argparse.Namespace) -> Run:
             pg_recover(args.url, pg, run, args=args)
     finally:
         pg.close()
+    run.warnings += pg.notes
     if pg.unsettled:
         run.warnings.append(f"{pg.unsettled} reading(s) taken with DBOS's connections still open: "
                             "their latest commits may be missing")

@@ -81,6 +81,8 @@ class Run:
             (f"{prefix}commits/saga", net.commits / sagas),
             (f"{prefix}WAL {self.wal_unit}/saga", net.wal / sagas),
         ]
+        if net.own_wal is not None:
+            self.figures.append((f"{prefix}own WAL bytes/saga", net.own_wal / sagas))
         self.other_commits += cost.other_commits
         self.databases_created += cost.databases_created
 
@@ -103,7 +105,7 @@ def cycle(url: str, meter: Meter, body: Callable[[Coordinator], None]) -> tuple[
         coordinator.close()
         store.close()
     after = during if during is not None else meter.read()
-    return seconds, after - before
+    return seconds, meter.cost(before, after)
 
 
 def drive(mode: str, prefix: str, count: int) -> Callable[[Coordinator], None]:
@@ -152,7 +154,7 @@ def pg_workers(url: str, meter: PgMeter, run: Run, *, sagas: int, workers: int, 
         t1 = drain.wait(sagas, timeout=1800)
     finally:
         pool.stop()
-    run.add("", sagas, t1 - t0, (meter.read() - before).less_commits(drain.commits))
+    run.add("", sagas, t1 - t0, meter.cost(before, meter.read()).less_commits(drain.commits))
 
 
 def pg_recover(url: str, meter: PgMeter, run: Run, *, sagas: int, concurrency: int, lease: float
@@ -183,7 +185,7 @@ def pg_recover(url: str, meter: PgMeter, run: Run, *, sagas: int, concurrency: i
         t1 = drain.wait(sagas, timeout=1800)
     finally:
         survivor.stop()
-    run.add("", sagas, t1 - t0, (meter.read() - before).less_commits(drain.commits))
+    run.add("", sagas, t1 - t0, meter.cost(before, meter.read()).less_commits(drain.commits))
 
 
 # -- main --------------------------------------------------------------------------------------
@@ -222,6 +224,7 @@ def measure(args: argparse.Namespace) -> Run:
                        lease=args.lease)
     finally:
         pg.close()
+    run.warnings += pg.notes
     if pg.unsettled:
         run.warnings.append(f"{pg.unsettled} reading(s) taken with clients still connected: "
                             "their latest commits may be missing")
