@@ -49,7 +49,7 @@ if __package__ in (None, ""):  # run as a script: make ``benchmarks.*`` importab
 
 import sqlalchemy as sa
 
-from benchmarks.meters import Cost, Drain, Meter, PgMeter, SqliteMeter, instrument_sqlite
+from benchmarks.meters import Cost, Drain, Meter, PgMeter, Run, SqliteMeter, instrument_sqlite
 
 WORKLOADS = ("pg-workers", "sqlite-one", "pg-one", "pg-recover")
 APP = "saga-bench"
@@ -287,30 +287,6 @@ def pg_recover(url: str, meter: PgMeter, run: Run, *, args: argparse.Namespace) 
 
 
 # -- main --------------------------------------------------------------------------------------
-
-
-class Run:
-    """What one workload measured: its figures, in order, and warnings about them."""
-
-    def __init__(self, wal_unit: str) -> None:
-        self.wal_unit = wal_unit
-        self.figures: list[tuple[str, float]] = []
-        self.warnings: list[str] = []
-        self.other_commits = 0
-        self.databases_created = 0
-
-    def add(self, label: str, n: int, seconds: float, cost: Cost, overhead: Cost | None = None
-            ) -> None:
-        """Record a rate, and its commits and WAL per workflow (less ``overhead``'s)."""
-        prefix = f"{label} " if label else ""
-        net = cost if overhead is None else cost - overhead
-        self.figures += [(f"{prefix}sagas/s", n / seconds), (f"{prefix}commits/saga", net.commits / n)]
-        if self.wal_unit:
-            self.figures.append((f"{prefix}WAL {self.wal_unit}/saga", net.wal / n))
-        if net.own_wal is not None:
-            self.figures.append((f"{prefix}own WAL bytes/saga", net.own_wal / n))
-        self.other_commits += cost.other_commits
-        self.databases_created += cost.databases_created
 
 
 def measure(args: argparse.Namespace) -> Run:

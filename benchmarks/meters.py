@@ -94,6 +94,35 @@ class Reading:
                     self.newest_database > before.newest_database)
 
 
+class Run:
+    """What one workload measured: its figures, in order (each a name and a value), and
+    warnings about them; a child process prints them for the side-by-side table."""
+
+    def __init__(self, wal_unit: str) -> None:
+        self.wal_unit = wal_unit
+        """How the WAL is counted ("pages", "bytes"); "" when it is not."""
+        self.figures: list[tuple[str, float]] = []
+        self.warnings: list[str] = []
+        self.other_commits = 0
+        """Commits in the server's other databases during the measured parts (PostgreSQL)."""
+        self.databases_created = 0
+        """Measured parts during which someone created a database on the server."""
+
+    def add(self, label: str, n: int, seconds: float, cost: Cost, overhead: Cost | None = None
+            ) -> None:
+        """Record ``n`` sagas (workflows) in ``seconds``, and their commits and WAL per saga
+        (less ``overhead``'s)."""
+        prefix = f"{label} " if label else ""
+        net = cost if overhead is None else cost - overhead
+        self.figures += [(f"{prefix}sagas/s", n / seconds), (f"{prefix}commits/saga", net.commits / n)]
+        if self.wal_unit:
+            self.figures.append((f"{prefix}WAL {self.wal_unit}/saga", net.wal / n))
+        if net.own_wal is not None:
+            self.figures.append((f"{prefix}own WAL bytes/saga", net.own_wal / n))
+        self.other_commits += cost.other_commits
+        self.databases_created += cost.databases_created
+
+
 class Meter(Protocol):
     """Reads a database's counters; how the library under test is opened and closed around it
     depends on :attr:`reads_open`."""

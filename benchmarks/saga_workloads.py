@@ -43,7 +43,7 @@ import psycopg
 import sqlalchemy as sa
 
 import saga
-from benchmarks.meters import Cost, Drain, Meter, PgMeter, instrument_sqlite
+from benchmarks.meters import Cost, Drain, Meter, PgMeter, Run, instrument_sqlite
 from benchmarks.postgres_throughput import (
     SAGA,
     Workers,
@@ -56,35 +56,6 @@ from benchmarks.trees import TREE_VARIABLE
 from saga import Coordinator, EventStore, SagaStatus
 
 WORKLOADS = ("pg-workers", "sqlite-one", "pg-one", "pg-recover")
-Figures = list[tuple[str, float]]
-
-
-class Run:
-    """What one workload measured: its figures, in order, and warnings about them."""
-
-    def __init__(self, wal_unit: str) -> None:
-        self.wal_unit = wal_unit
-        self.figures: Figures = []
-        self.warnings: list[str] = []
-        self.other_commits = 0
-        """Commits in the server's other databases during the measured parts (PostgreSQL)."""
-        self.databases_created = 0
-        """Measured parts during which someone created a database on the server."""
-
-    def add(self, label: str, sagas: int, seconds: float, cost: Cost,
-            overhead: Cost | None = None) -> None:
-        """Record a rate, and its commits and WAL per saga (less ``overhead``'s)."""
-        prefix = f"{label} " if label else ""
-        net = cost if overhead is None else cost - overhead
-        self.figures += [
-            (f"{prefix}sagas/s", sagas / seconds),
-            (f"{prefix}commits/saga", net.commits / sagas),
-            (f"{prefix}WAL {self.wal_unit}/saga", net.wal / sagas),
-        ]
-        if net.own_wal is not None:
-            self.figures.append((f"{prefix}own WAL bytes/saga", net.own_wal / sagas))
-        self.other_commits += cost.other_commits
-        self.databases_created += cost.databases_created
 
 
 # -- one at a time -----------------------------------------------------------------------------
