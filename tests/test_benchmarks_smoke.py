@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import importlib.util
 import os
+import re
+import subprocess
 import sys
 from pathlib import Path
 from types import ModuleType
@@ -49,3 +51,19 @@ def test_postgres_throughput_runs(capsys: pytest.CaptureFixture[str]) -> None:
     for label in ("raw insert+commit", "raw 100-row batches", "one at a time",
                   "1 worker process", "recovery of 4 sagas"):
         assert label in out, out
+
+
+def test_against_commit_runs(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    root = BENCHMARKS.parent
+    probe = subprocess.run(["git", "-C", str(root), "cat-file", "-e", "f84b104^{commit}"],
+                           capture_output=True, check=False)
+    if probe.returncode != 0:
+        pytest.skip("the checkout's history does not reach f84b104")
+    bench = load("against_commit")
+    assert bench.main(["--only", "sqlite-one", "--pairs", "1", "--one", "3", "--warmup", "1",
+                       "--raw", "20", "--dir", str(tmp_path)]) == 0
+    out = capsys.readouterr().out
+    commits = dict(re.findall(r"(start\+run|execute) commits/saga +([\d.]+) +[\d.]+ ", out))
+    # f84b104's store, counted from outside: start+run commits 5 times a saga, execute 4 times.
+    assert commits == {"start+run": "5.00", "execute": "4.00"}, out
+    assert "raw commits/s" in out
