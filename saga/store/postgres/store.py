@@ -170,6 +170,8 @@ class PostgresEventStore(SqlEventStore):
             return
         # Committed. What is left explains refusals and wakes idle workers; an append whose
         # refusal cannot be read runs again alone, to be refused with its reason.
+        if len(won) == len(appends) and not any(a.wake for a in appends):
+            return  # (the common case: nothing to explain, no one to wake)
         try:
             with self._autocommit() as conn:
                 for it, a in zip(batch, appends, strict=True):
@@ -239,10 +241,10 @@ class PostgresEventStore(SqlEventStore):
             rows = conn.execute(pg.CLAIM_LOADED, params).all()
         by_saga: dict[str, list[Any]] = {}
         last_seq: dict[str, int] = {}
-        for r in rows:
-            found = by_saga.setdefault(str(r.saga_id), [])
-            last_seq[str(r.saga_id)] = r.last_seq
-            if r.seq is not None:
+        for r in rows:  # saga_id, last_seq, then the event's columns as LOAD selects them
+            found = by_saga.setdefault(str(r[0]), [])
+            last_seq[str(r[0])] = r[1]
+            if r[3] is not None:  # seq: the saga has events
                 found.append(r)
         return [(sid, self._stored(sid, (r[2:] for r in found))
                  if found and len(found) == last_seq[sid] else None)
