@@ -33,29 +33,41 @@ class DatabaseClock(SystemClock):
         self._engine = engine
         self._resync = resync
         self._lock = threading.Lock()
-        self._base_server = time.time()
-        self._base_local = time.monotonic()
+        # (server time, local monotonic time) at the last sample: one object, swapped whole, so
+        # that a reader without the lock never pairs one sample's server time with another's
+        self._base = (time.time(), time.monotonic())
         self._next_sync = 0.0
-        self._last = 0.0
+        self._floor = 0.0
+        """No time handed out is earlier: what the clock said when its offset last changed."""
 
-    def _sample(self) -> None:
+    def _sample(self) -> tuple[float, float]:
         with self._engine.connect() as conn:
             before = time.monotonic()
             server = conn.execute(_SERVER_NOW).scalar_one()
             after = time.monotonic()
-        self._base_server, self._base_local = float(server), (before + after) / 2
+        return float(server), (before + after) / 2
+
+    def _sync(self, local: float) -> None:
+        """Sample the server's clock again if it is time (the lock held)."""
+        if local < self._next_sync:
+            return  # another thread sampled meanwhile
+        try:
+            sample = self._sample()
+        except sa.exc.SQLAlchemyError as e:
+            log.warning("cannot read the database's clock, keeping the last offset: %s", e)
+            self._next_sync = local + 5.0
+            return
+        server, base = self._base
+        # the time already handed out stays a floor: a new offset never takes the clock back
+        self._floor = max(self._floor, server + (time.monotonic() - base))
+        self._base = sample
+        self._next_sync = local + self._resync
 
     def now(self) -> datetime:
-        with self._lock:
-            local = time.monotonic()
-            if local >= self._next_sync:
-                try:
-                    self._sample()
-                    self._next_sync = local + self._resync
-                except sa.exc.SQLAlchemyError as e:
-                    log.warning("cannot read the database's clock, keeping the last offset: %s", e)
-                    self._next_sync = local + 5.0
-                local = time.monotonic()
-            ts = max(self._base_server + (local - self._base_local), self._last)
-            self._last = ts
-        return from_ts(ts)
+        # Between samples the time is the last sample moved on by the monotonic clock: no lock.
+        local = time.monotonic()
+        if local >= self._next_sync:
+            with self._lock:
+                self._sync(local)
+        server, base = self._base
+        return from_ts(max(server + (time.monotonic() - base), self._floor))
