@@ -241,6 +241,7 @@ def test_the_attempts_table_the_store_keeps_gives_the_same_figures(
     log: tuple[EventStore, datetime, list[str]]
 ) -> None:
     store, middle, ids = log
+    store.catch_up()  # the projection, up to date with the log
     with _engine(store).connect() as conn:
         for kw in ({}, {"name": "trip"}, {"since": middle}):
             check(compute_stats(conn, attempts=attempts, **kw), python_stats(store, ids, **kw))
