@@ -1,8 +1,7 @@
 """OpenTelemetry: spans for drives, attempts and HTTP calls, the starter's trace context, metrics.
 
-Uses ``opentelemetry-api`` only (``pip install 'saga-coordinator[otel]'``); the
-application configures an SDK (or not). Without the API installed, or with no
-SDK configured, every hook returns a shared no-op at the cost of one check.
+Uses ``opentelemetry-api`` only (``pip install 'saga-coordinator[otel]'``); the application
+configures an SDK (or not). Without the API, or with no SDK, every hook returns a shared no-op.
 
 Spans (names and attributes are a contract):
 
@@ -11,24 +10,20 @@ Spans (names and attributes are a contract):
   caller's current span, and *links* to the span that was current when the saga
   was started (stored in :class:`~saga.events.SagaStarted` as W3C trace context),
   because the drive may happen much later, in another process, many times over.
-- ``saga.step <step>`` (kind INTERNAL): one attempt, a child of its drive; adds
-  ``saga.step.name``, ``saga.step.attempt``, ``saga.step.compensation``, and on
-  failure ``error.type`` with status ERROR.
-- ``GET``, ``POST``, ...: an :class:`~saga.adapters.Http` call (kind CLIENT), a
-  child of its attempt, with OpenTelemetry's HTTP client attributes; the request
-  carries the call's ``traceparent``.
+- ``saga.step <step>`` (kind INTERNAL): one attempt, a child of its drive; adds ``saga.step.name``,
+  ``saga.step.attempt``, ``saga.step.compensation``, and on failure ``error.type``, status ERROR.
+- ``GET``, ``POST``, ...: an :class:`~saga.adapters.Http` call (kind CLIENT), a child of its
+  attempt, with OpenTelemetry's HTTP client attributes; the request carries its ``traceparent``.
 
-Text that may quote a secret the attempt was given (``url.full``, status
-messages, the ``exception`` events' message and stack trace) passes through
-the attempt's mask (``ctx.calls.mask``, see :class:`saga.secrets.sealing.Mask`).
+Text that may quote a secret the attempt was given (``url.full``, status messages, the
+``exception`` events' message and stack trace) passes through the attempt's mask (``ctx.calls.mask``).
 
-Metrics: ``saga.step.attempts`` (counter) and ``saga.step.duration`` (histogram,
-seconds) by ``saga.name``, ``saga.step.name``, ``saga.step.compensation`` and
-``saga.step.outcome`` (``succeeded``, ``failed``, ``timed_out``, ``lost``: the outcome the
-log records, by :func:`saga.attempts.outcome_of`; an attempt its worker stopped in is
-``lost``, as the next worker records it); ``saga.sagas``
-(observable gauge) by ``saga.name`` and ``saga.status``, read from the index of
-the stores coordinators of this process write to, when the metrics are collected.
+Metrics: ``saga.step.attempts`` (counter) and ``saga.step.duration`` (histogram, seconds) by
+``saga.name``, ``saga.step.name``, ``saga.step.compensation`` and ``saga.step.outcome``
+(``succeeded``, ``failed``, ``timed_out``, ``lost``: the outcome the log records, by
+:func:`saga.attempts.outcome_of`; an attempt its worker stopped in is ``lost``, as the next
+worker records it); ``saga.sagas`` (observable gauge) by ``saga.name`` and ``saga.status``,
+read from the index of the stores of this process's coordinators, when metrics are collected.
 """
 
 from __future__ import annotations
@@ -64,7 +59,7 @@ try:
 except ImportError:  # the [otel] extra is not installed: every hook is a no-op
     _W3C = None
 
-__all__ = ["attempt", "drive", "http_call", "started_context", "watch"]
+__all__ = ["attempt", "attempt_abandoned", "drive", "http_call", "started_context", "watch"]
 
 log = logging.getLogger("saga")
 
@@ -191,8 +186,11 @@ def _ignore(error: ErrorInfo | None) -> None:
 _NOOP_ATTEMPT: Final = nullcontext(_ignore)
 
 # The attempt span of each running attempt, by its context: a step may run on another
-# thread (a time limit) or task (hedged calls), where the current span is not its own.
+# thread (a time limit) or task (hedged calls), where the current span is not its own; and each
+# attempt being recorded (one abandoned at its limit is ended by the thread that abandoned it).
 _running: dict[int, tuple[StepContext, Any]] = {}
+_open: dict[int, _Attempt] = {}
+_open_lock = threading.Lock()
 
 
 def attempt(version: int, ctx: StepContext) -> AbstractContextManager[Callable[[ErrorInfo | None], None]]:
@@ -207,6 +205,15 @@ def attempt(version: int, ctx: StepContext) -> AbstractContextManager[Callable[[
     return _Attempt(tracer, meters, version, ctx)
 
 
+def attempt_abandoned(ctx: StepContext, error: ErrorInfo | None) -> None:
+    """End the span and record the metrics of ``ctx``'s attempt, abandoned at its limit with
+    ``error``, from another thread (its own may never leave its block; if it does, nothing)."""
+    with _open_lock:
+        found = _open.get(id(ctx))
+    if found is not None:
+        found.end(error, None)
+
+
 class _Attempt:
     def __init__(self, tracer: Any, meters: _Meters | None, version: int, ctx: StepContext) -> None:
         self.tracer, self.meters, self.version, self.ctx = tracer, meters, version, ctx
@@ -214,6 +221,7 @@ class _Attempt:
         self.span: Any = None
         self.token: Any = None
         self.began = 0.0
+        self.ended = False
 
     def _record(self, error: ErrorInfo | None) -> None:
         self.error = error
@@ -231,13 +239,26 @@ class _Attempt:
             )
             self.token = _context.attach(_trace.set_span_in_context(self.span))
             _running[id(ctx)] = (ctx, self.span)
+        with _open_lock:
+            _open[id(ctx)] = self
         self.began = time.perf_counter()
         return self._record
 
     def __exit__(self, kind: type[BaseException] | None, exc: BaseException | None,
                  tb: TracebackType | None) -> None:
+        if self.token is not None:
+            _context.detach(self.token)  # on the thread that attached it
+        self.end(self.error, exc)
+
+    def end(self, error: ErrorInfo | None, exc: BaseException | None) -> None:
+        """Record the attempt's metrics and end its span, once."""
+        ctx = self.ctx
+        with _open_lock:
+            if self.ended:
+                return
+            self.ended = True
+            _open.pop(id(ctx), None)
         elapsed = time.perf_counter() - self.began
-        error, ctx = self.error, self.ctx
         error_type = error.type if error is not None else None
         if exc is not None:  # the worker stops with no outcome recorded: the log will say lost
             error_type = _qualified(exc)
@@ -252,7 +273,6 @@ class _Attempt:
         if span is None:
             return
         _running.pop(id(ctx), None)
-        _context.detach(self.token)
         if exc is not None:
             _record_exception(span, exc, ctx.calls.mask)
         if error_type is not None:

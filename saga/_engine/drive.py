@@ -24,6 +24,7 @@ step is created already leased, with that attempt's start in the same commit.
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
@@ -38,9 +39,10 @@ from saga._engine.decide import (
     decide,
     idempotency_key,
 )
-from saga._engine.execution import Outcome, run_attempt
-from saga._engine.leases import LeaseKeeper
+from saga._engine.execution import Outcome, run_attempt, timed_out
+from saga._engine.leases import Kept, LeaseKeeper
 from saga._engine.reading import load_state
+from saga._engine.threads import supervised
 from saga.calls import CallLog
 from saga.clock import Clock
 from saga.definition import Compensation, Saga, Step, StepContext
@@ -112,6 +114,8 @@ class Drive:
         self.pending: list[ev.Event] = []
         self.holding = holding
         self.unrecorded: _Unrecorded | None = None
+        self.running: tuple[StartAttempt, _Call, datetime, Kept] | None = None
+        """The attempt in progress: what it is, its call, when it began, its lease's keep."""
 
     @classmethod
     def new(cls, driving: Driving, saga: Saga, saga_id: str, started: ev.SagaStarted) -> Drive:
@@ -130,10 +134,39 @@ class Drive:
         return self.state.saga_id
 
     def run(self) -> DriveResult:
-        """Drive until the saga rests or waits (or another coordinator holds it)."""
+        """Drive until the saga rests or waits (or another coordinator holds it).
+
+        When an attempt may have a time limit, the drive runs on a step thread
+        and this thread watches the limit (:func:`~saga._engine.execution.supervised`).
+        """
         s = self.state
         with telemetry.drive(s.saga_id, s.name, s.version, s.trace):
-            return self._run()
+            if not (self.driving.threads and self._has_limits()):
+                return self._run()
+            return supervised(self._run, self._after_limit, name=s.name)
+
+    def _has_limits(self) -> bool:
+        """Whether an attempt of this saga may have a time limit (a step's, its compensation's, or
+        the saga's deadline)."""
+        return self.state.deadline is not None or any(
+            step.timeout is not None or (step.compensation is not None
+                                         and step.compensation.timeout is not None)
+            for step in self.saga.steps)
+
+    def _after_limit(self) -> Callable[[], DriveResult]:
+        """The attempt in progress passed its limit and its thread was abandoned: record it timed
+        out at its limit (as if it had returned then), and drive on from there."""
+        running = self.running
+        assert running is not None
+        action, call, began, kept = running
+        self.running = None
+        kept.abandon()
+        deadline = call.ctx.attempt_deadline
+        limit = 0.0 if deadline is None else (deadline - began).total_seconds()
+        outcome = timed_out(call.ctx, limit)
+        telemetry.attempt_abandoned(call.ctx, outcome.error)
+        self._outcome(action, outcome, began)
+        return self._run
 
     def _run(self) -> DriveResult:
         conflicts = 0
@@ -186,9 +219,16 @@ class Drive:
     def attempt(self, attempt: StartAttempt, call: _Call) -> None:
         """Run ``attempt`` (its start is committed) and note the events of its outcome."""
         began = self.driving.clock.now()
+        kept = self.driving.leases.kept(call.ctx.saga_id)
+        self.running = (attempt, call, began, kept)
         with telemetry.attempt(self.saga.version, call.ctx) as done:
-            outcome = call.run(began, self.driving)
+            outcome = call.run(began, self.driving, kept)
             done(outcome.error)
+        self.running = None
+        self._outcome(attempt, outcome, began)
+
+    def _outcome(self, attempt: StartAttempt, outcome: Outcome, began: datetime) -> None:
+        """Note the events of what ``attempt``, begun at ``began``, did."""
         # A timed-out attempt is recorded at its limit, but never before it began (a limit
         # already past when it started: the saga's deadline).
         at = self.driving.clock.now() if outcome.at is None else max(outcome.at, began)
@@ -292,12 +332,12 @@ class _Call:
     target: Step | Compensation
     ctx: StepContext
 
-    def run(self, now: datetime, driving: Driving) -> Outcome:
-        """Run it once, keeping the saga's lease renewed meanwhile."""
+    def run(self, now: datetime, driving: Driving, kept: Kept) -> Outcome:
+        """Run it once, keeping the saga's lease renewed meanwhile (``kept``)."""
         deadline = self.ctx.attempt_deadline
         timeout = None if deadline is None else (deadline - now).total_seconds()
         t = self.target
-        with driving.leases.kept(self.ctx.saga_id):
+        with kept:
             return run_attempt(t.fn, self.ctx, is_async=t.is_async, retry=t.retry, timeout=timeout,
                                threads=driving.threads)
 

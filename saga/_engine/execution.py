@@ -1,27 +1,30 @@
-"""Running one attempt of a step: plain or async, with a timeout, errors classified."""
+"""Running one attempt of a step: plain or async, with a timeout, errors classified.
+
+An attempt with a time limit runs inline when its drive runs on a step thread
+whose limits another thread watches (:mod:`saga._engine.threads`), and on a
+step thread of its own otherwise.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import functools
-import os
 import threading
 from collections.abc import Callable, Coroutine
 from dataclasses import dataclass
 from datetime import datetime
-from queue import SimpleQueue
-from typing import Any, ClassVar
+from typing import Any
 
+from saga._engine.threads import Abandoned, Job, StepThread, Watch, current_watch
 from saga.calls import Call, as_is, error_text
 from saga.codec import InvalidValue, to_json_value
 from saga.definition import StepContext
 from saga.policies import Retry
 from saga.state import ErrorInfo
 
-__all__ = ["AttemptTimedOut", "Outcome", "run_attempt"]
+__all__ = ["AttemptTimedOut", "Outcome", "run_attempt", "timed_out"]
 
 _MESSAGE_LIMIT = 4000
-
 
 class AttemptTimedOut(Exception):
     """An attempt ran past its time limit.
@@ -142,7 +145,9 @@ def _attempt(
         return _timed_out(ctx, 0.0)
     try:
         if timeout is not None:
-            value = _run_in_thread(fn, ctx, timeout, is_async=is_async)
+            watch = current_watch()
+            value = (_run_in_thread(fn, ctx, timeout, is_async=is_async) if watch is None
+                     else _run_watched(fn, ctx, timeout, watch, is_async=is_async))
         elif is_async:
             value = _run_async(fn, ctx, None)
         else:
@@ -161,6 +166,15 @@ def _attempt(
             retryable=False,
             lost=True,
         ))
+
+
+def timed_out(ctx: StepContext, timeout: float) -> Outcome:
+    """The outcome of an attempt abandoned at its limit ``timeout`` seconds after it began, with
+    the calls it recorded until then."""
+    outcome = _timed_out(ctx, timeout)
+    if len(ctx.calls):
+        return Outcome(outcome.result, outcome.error, tuple(ctx.calls.calls()), outcome.at)
+    return outcome
 
 
 def _timed_out(ctx: StepContext, timeout: float) -> Outcome:
@@ -191,11 +205,32 @@ async def _within(coro: Coroutine[Any, Any, Any], timeout: float | None) -> Any:
     return value
 
 
+def _run_watched(
+    fn: Callable[[StepContext], Any], ctx: StepContext, timeout: float, watch: Watch, *,
+    is_async: bool,
+) -> Any:
+    """Run an attempt inline on a supervised step thread, its limit watched by the waiting thread."""
+    me = threading.current_thread()
+    if me.name != (name := f"saga-step-{ctx.step}"):  # named after the step it runs, for dumps
+        me.name = name
+    watch.begin(timeout)
+    try:
+        value = _run_async(fn, ctx, timeout) if is_async else fn(ctx)
+    except BaseException:
+        if not watch.end():
+            raise Abandoned from None
+        raise
+    if not watch.end():
+        raise Abandoned
+    return value
+
+
 def _run_in_thread(
     fn: Callable[[StepContext], Any], ctx: StepContext, timeout: float, *, is_async: bool
 ) -> Any:
-    job = _Job(functools.partial(_run_async, fn, timeout=timeout) if is_async else fn, ctx)
-    _StepThread.take().give(job)
+    step = functools.partial(_run_async, fn, timeout=timeout) if is_async else fn
+    job = Job(functools.partial(step, ctx), ctx.step)
+    StepThread.take().give(job)
     if not job.done.acquire(timeout=timeout):
         raise AttemptTimedOut  # the thread runs on; its late result is dropped
     if job.error is not None:
@@ -203,74 +238,4 @@ def _run_in_thread(
     return job.value
 
 
-class _Job:
-    """One call handed to a step thread; ``done`` is released when it has returned or raised."""
 
-    __slots__ = ("ctx", "done", "error", "fn", "value")
-
-    def __init__(self, fn: Callable[[StepContext], Any], ctx: StepContext) -> None:
-        self.fn, self.ctx = fn, ctx
-        self.value: Any = None
-        self.error: BaseException | None = None
-        self.done = threading.Lock()
-        self.done.acquire()
-
-
-class _StepThread:
-    """A daemon thread that runs steps that have a timeout, one at a time (``async`` ones on
-    the thread's own event loop).
-
-    Starting a thread per attempt costs more than the rest of a step's
-    bookkeeping, so idle threads wait for the next job. A step that runs past
-    its timeout is abandoned: its thread finishes the call in its own time (as
-    a daemon it cannot hold up the process's exit), its result is dropped, and
-    only then does it become idle again.
-    """
-
-    _idle: ClassVar[list[_StepThread]] = []
-    _lock: ClassVar[threading.Lock] = threading.Lock()
-    MAX_IDLE: ClassVar[int] = 64
-
-    def __init__(self) -> None:
-        self._jobs: SimpleQueue[_Job] = SimpleQueue()
-        threading.Thread(target=self._loop, name="saga-step", daemon=True).start()
-
-    @classmethod
-    def take(cls) -> _StepThread:
-        """An idle thread, or a new one."""
-        with cls._lock:
-            if cls._idle:
-                return cls._idle.pop()
-        return cls()
-
-    @classmethod
-    def _forget_idle(cls) -> None:
-        """In a forked child the idle threads do not exist."""
-        cls._idle = []
-        cls._lock = threading.Lock()
-
-    def give(self, job: _Job) -> None:
-        self._jobs.put(job)
-
-    def _loop(self) -> None:
-        me = threading.current_thread()
-        step = None
-        while True:
-            job = self._jobs.get()
-            if job.ctx.step != step:  # named after the step it runs, for thread dumps
-                step = job.ctx.step
-                me.name = f"saga-step-{step}"
-            try:
-                job.value = job.fn(job.ctx)
-            except BaseException as e:
-                job.error = e
-            with self._lock:
-                idle = len(self._idle) < self.MAX_IDLE
-                if idle:
-                    self._idle.append(self)
-            job.done.release()
-            if not idle:
-                return
-
-
-os.register_at_fork(after_in_child=_StepThread._forget_idle)

@@ -10,7 +10,7 @@ from saga.clock import Clock
 from saga.errors import StoreError
 from saga.store.base import EventLog
 
-__all__ = ["LeaseKeeper"]
+__all__ = ["Kept", "LeaseKeeper"]
 
 log = logging.getLogger("saga")
 
@@ -33,9 +33,9 @@ class LeaseKeeper:
         self._thread: threading.Thread | None = None
         self._closed = threading.Event()
 
-    def kept(self, saga_id: str) -> _Kept:
+    def kept(self, saga_id: str) -> Kept:
         """Keep the lease on ``saga_id`` renewed for the duration of a ``with`` block."""
-        return _Kept(self, saga_id)
+        return Kept(self, saga_id)
 
     def _hold(self, saga_id: str) -> None:
         with self._lock:
@@ -45,10 +45,6 @@ class LeaseKeeper:
                     target=self._loop, name="saga-lease-renewer", daemon=True
                 )
                 self._thread.start()
-
-    def _let_go(self, saga_id: str) -> None:
-        with self._lock:
-            self._running.discard(saga_id)
 
     def _loop(self) -> None:
         while not self._closed.wait(self.lease / 3):
@@ -71,16 +67,29 @@ class LeaseKeeper:
         self._closed.set()
 
 
-class _Kept:
-    """The block during which one saga's lease is kept (a class: it runs once per attempt)."""
+class Kept:
+    """The block during which one saga's lease is kept (a class: it runs once per attempt).
 
-    __slots__ = ("_keeper", "_saga_id")
+    An attempt abandoned at its limit stops keeping the lease at once
+    (:meth:`abandon`); its thread, if it ever leaves the block, changes nothing.
+    """
+
+    __slots__ = ("_done", "_keeper", "_saga_id")
 
     def __init__(self, keeper: LeaseKeeper, saga_id: str) -> None:
         self._keeper, self._saga_id = keeper, saga_id
+        self._done = False
 
     def __enter__(self) -> None:
         self._keeper._hold(self._saga_id)
 
     def __exit__(self, *exc: object) -> None:
-        self._keeper._let_go(self._saga_id)
+        self.abandon()
+
+    def abandon(self) -> None:
+        """Stop keeping the lease (once: a later call, or the block's end, does nothing)."""
+        with self._keeper._lock:
+            if self._done:
+                return
+            self._done = True
+            self._keeper._running.discard(self._saga_id)
