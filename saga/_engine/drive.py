@@ -42,7 +42,7 @@ from saga._engine.decide import (
 from saga._engine.execution import Outcome, run_attempt, timed_out
 from saga._engine.leases import Kept, LeaseKeeper
 from saga._engine.reading import load_state
-from saga._engine.threads import supervised
+from saga._engine.threads import current_watch, supervised
 from saga.calls import CallLog
 from saga.clock import Clock
 from saga.definition import Compensation, Saga, Step, StepContext
@@ -75,6 +75,11 @@ DriveResult = Rest | Wait | Busy | Taken
 
 class _Exists(Exception):
     """The store refused to create the new saga: its id is taken."""
+
+
+class _Supervise(Exception):
+    """The drive is about to start an attempt with a time limit on a thread no one watches: it
+    goes on on a step thread (see :meth:`Drive.run`)."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -136,22 +141,16 @@ class Drive:
     def run(self) -> DriveResult:
         """Drive until the saga rests or waits (or another coordinator holds it).
 
-        When an attempt may have a time limit, the drive runs on a step thread
-        and this thread watches the limit (:func:`~saga._engine.execution.supervised`).
+        It runs on this thread until it is about to start an attempt with a time
+        limit; from there it runs on a step thread, and this thread watches the
+        limit (:func:`~saga._engine.threads.supervised`).
         """
         s = self.state
         with telemetry.drive(s.saga_id, s.name, s.version, s.trace):
-            if not (self.driving.threads and self._has_limits()):
+            try:
                 return self._run()
-            return supervised(self._run, self._after_limit, name=s.name)
-
-    def _has_limits(self) -> bool:
-        """Whether an attempt of this saga may have a time limit (a step's, its compensation's, or
-        the saga's deadline)."""
-        return self.state.deadline is not None or any(
-            step.timeout is not None or (step.compensation is not None
-                                         and step.compensation.timeout is not None)
-            for step in self.saga.steps)
+            except _Supervise:
+                return supervised(self._run, self._after_limit, name=s.name)
 
     def _after_limit(self) -> Callable[[], DriveResult]:
         """The attempt in progress passed its limit and its thread was abandoned: record it timed
@@ -195,6 +194,9 @@ class Drive:
                 case Record():
                     self.note(action.events)
                 case StartAttempt():
+                    if (action.timeout_at is not None and self.driving.threads
+                            and current_watch() is None):
+                        raise _Supervise  # nothing done for it yet: the step thread decides again
                     call = self._call(action)  # before the start is committed: may raise
                     self.commit_start(action)
                     self.attempt(action, call)
