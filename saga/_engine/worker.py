@@ -16,7 +16,7 @@ from saga.clock import Clock, Wakeup
 from saga.errors import ConcurrencyError, LeaseHeld, SagaError, StoreError, UnknownSagaName
 from saga.store.base import EventLog, StoredEvent
 
-__all__ = ["SOON", "WorkerLoop"]
+__all__ = ["CLAIM_SHARE", "SOON", "SPARE", "WorkerLoop"]
 
 log = logging.getLogger("saga")
 
@@ -24,6 +24,10 @@ SOON = 0.5
 """Seconds ahead a worker with ``until_idle`` waits for a saga to become due (a retry a moment
 away) rather than return; shorter than :data:`~saga._engine.parking.FIRST_PAUSE`, so that it never
 waits for a saga it parked."""
+
+SPARE = 1.0
+"""Seconds of nothing to do that an idle worker spends bringing the log's projections up to date
+(one batch); a shorter pause, such as a retry's backoff, is left to the drives."""
 
 CLAIM_SHARE = 8
 """A worker with drives in flight claims more once an eighth of its room is free, not each time
@@ -202,7 +206,8 @@ class WorkerLoop:
             wake = None
         if until_idle and (wake is None or (wake - now).total_seconds() > SOON):
             return False
-        self._project()
+        if wake is None or (wake - now).total_seconds() >= SPARE:
+            self._project()
         pause = self.poll_interval
         if wake is not None:
             pause = min(pause, (wake - now).total_seconds() + 0.001)
