@@ -92,7 +92,7 @@ def test_bad_batch_sizes_are_refused(sql_store: SqlEventStore) -> None:
             sql_store.catch_up(batch=bad)  # type: ignore[arg-type]
 
 
-@settings(max_examples=20, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@settings(max_examples=12, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 @given(sagas=st.lists(st.tuples(st.lists(plans, min_size=1, max_size=5), st.booleans(),
                                 st.lists(st.booleans(), max_size=5)), min_size=1, max_size=4),
        seed=st.integers(0, 2**16), batch=st.integers(1, 7), stop_after=st.integers(0, 4),
@@ -170,12 +170,12 @@ def _bulk_log(store: SqlEventStore, sagas: int) -> None:
 def test_a_projector_killed_inside_a_batch_leaves_nothing_half_done(sql_url: str) -> None:
     store = EventStore(sql_url)
     assert isinstance(store, SqlEventStore)
-    _bulk_log(store, 3000)  # 39,000 events, 18,000 attempts
+    _bulk_log(store, 1500)  # 19,500 events, 9,000 attempts
     last = last_position(store)
     marks = []
     try:
-        for delay in (0.1, 0.25, 0.4, 0.55, 0.7):
-            proc = subprocess.Popen([sys.executable, "-c", _KILLED, sql_url, "4000"],
+        for delay in (0.05, 0.15, 0.3, 0.45):
+            proc = subprocess.Popen([sys.executable, "-c", _KILLED, sql_url, "2000"],
                                     stdout=subprocess.PIPE, text=True)
             assert proc.stdout is not None and proc.stdout.readline().strip() == "go"
             time.sleep(delay)
@@ -192,7 +192,7 @@ def test_a_projector_killed_inside_a_batch_leaves_nothing_half_done(sql_url: str
         store.catch_up()
         assert mark(store) == last
         assert table_rows(store) == derived_rows(store)
-        assert len(table_rows(store)) == 3000 * 6
+        assert len(table_rows(store)) == 1500 * 6
     finally:
         store.close()
 
