@@ -166,7 +166,6 @@ def _bulk_log(store: SqlEventStore, sagas: int) -> None:
     write_sagas(store, (one(i) for i in range(sagas)))
 
 
-@pytest.mark.xdist_group("torture")
 def test_a_projector_killed_inside_a_batch_leaves_nothing_half_done(sql_url: str) -> None:
     store = EventStore(sql_url)
     assert isinstance(store, SqlEventStore)
