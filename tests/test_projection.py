@@ -296,3 +296,22 @@ def test_an_idle_worker_brings_the_table_up_to_date(sqlite_url: str) -> None:
         worker.join()
         coordinator.close()
         store.close()
+
+
+def test_a_read_only_sqlite_file_reads_the_attempts_from_the_events(sqlite_url: str) -> None:
+    with EventStore(sqlite_url) as store:
+        assert isinstance(store, SqlEventStore)
+        _bulk_log(store, 20)
+        with store.engine.connect() as conn:
+            want = compute_stats(conn, attempts=attempts_from_events())
+    with EventStore(sqlite_url, schema="require") as store:
+        assert isinstance(store, SqlEventStore)
+
+        @sa.event.listens_for(store.engine, "connect")
+        def _read_only(dbapi_conn: Any, _record: Any) -> None:
+            dbapi_conn.execute("PRAGMA query_only = ON")  # SQLite refuses every write
+
+        store.engine.dispose()
+        assert store.stats() == want
+        assert store.stats().steps["bulk/a"].failures == 20
+        assert table_rows(store) == {} and mark(store) == 0

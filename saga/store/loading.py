@@ -75,7 +75,7 @@ def write_sagas(store: SqlEventStore, items: Iterable[BulkSaga], *, batch: int =
             raise InvalidInput(f"saga {item.saga_id} has no events to write")
         rows: list[dict[str, Any]] = []
         for seq, e in enumerate(item.events, 1):
-            text = encoded(item.saga_id, e, store.max_payload)
+            _, text = encoded(item.saga_id, e, store.max_payload)
             rows.append({"saga_id": item.saga_id, "seq": seq, "type": e.type_name(),
                          "schema_version": e.schema_version, "data": text,
                          "recorded_at": e.at.timestamp(), "writer": None,

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import heapq
 import itertools
-import json
 import threading
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
@@ -29,7 +28,7 @@ from saga.store.base import (
     StoredEvent,
     check_saga_id,
 )
-from saga.store.hashing import stored_event_hash, stored_text
+from saga.store.hashing import stored_event_hash
 from saga.store.rules import check_page, encoded, wake_kept
 from saga.store.scanning import ScanReads
 
@@ -113,24 +112,26 @@ class MemoryEventStore(ScanReads, EventStore):
             heapq.heappush(self._heap, (key, next(self._tie), saga_id, saga.stamp))
 
     def _stored(self, saga_id: str, first_seq: int, batch: Sequence[ev.Event],
-                writer: str | None) -> list[StoredEvent]:
+                writer: str | None) -> list[tuple[StoredEvent, str]]:
+        """Each event as stored, with its data's text (what its hash covers)."""
         out = []
         for i, e in enumerate(batch):
-            data = json.loads(encoded(saga_id, e, self.max_payload))
-            out.append(StoredEvent(
+            data, text = encoded(saga_id, e, self.max_payload)
+            out.append((StoredEvent(
                 saga_id=saga_id, seq=first_seq + i, type=e.type_name(), data=data,
                 recorded_at=datetime.now(UTC), writer=writer, schema_version=e.schema_version,
                 _event=e,
-            ))
+            ), text))
         return out
 
-    def _numbered(self, events: list[StoredEvent], previous: str | None) -> list[StoredEvent]:
+    def _numbered(self, events: list[tuple[StoredEvent, str]], previous: str | None
+                  ) -> list[StoredEvent]:
         # positions are given under the lock, so they grow in commit order as in a database;
         # hashes chain from the saga's last event (``previous``), as in a database
         out = []
-        for s in events:
-            previous = stored_event_hash(s.saga_id, s.seq, s.type, s.schema_version,
-                                         stored_text(s.data), previous, s.recorded_at.timestamp())
+        for s, text in events:
+            previous = stored_event_hash(s.saga_id, s.seq, s.type, s.schema_version, text,
+                                         previous, s.recorded_at.timestamp())
             out.append(StoredEvent(saga_id=s.saga_id, seq=s.seq, type=s.type, data=s.data,
                                    recorded_at=s.recorded_at, writer=s.writer,
                                    position=next(self._position),

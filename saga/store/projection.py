@@ -156,10 +156,17 @@ def _parsed(saga_id: str, rows: Iterator[Any]) -> Iterator[ev.Event]:
             raise StoreError(f"saga {saga_id}: event {r.seq} cannot be read: {e}") from e
 
 
+_READ_ONLY_SQLSTATE = "25006"
+"""PostgreSQL's ``read_only_sql_transaction``: a write in a read-only transaction or database."""
+
+
 def _read_only(error: StoreError) -> bool:
-    """Whether ``error`` is a database refusing a write because it is read-only."""
+    """Whether ``error`` is a database refusing a write because it is read-only, by the driver's
+    own code for it (PostgreSQL's SQLSTATE, SQLite's error name)."""
     cause = error.__cause__
     while cause is not None and not isinstance(cause, sa_exc.DBAPIError):
         cause = cause.__cause__
-    text = str(getattr(cause, "orig", cause) or error).lower()
-    return "readonly" in text or "read-only" in text or "read only" in text
+    orig = getattr(cause, "orig", None)
+    sqlite_error = getattr(orig, "sqlite_errorname", None)
+    return (getattr(orig, "sqlstate", None) == _READ_ONLY_SQLSTATE
+            or (isinstance(sqlite_error, str) and sqlite_error.startswith("SQLITE_READONLY")))

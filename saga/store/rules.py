@@ -32,18 +32,19 @@ def dumps(value: Any) -> str:
     return _COMPACT.encode(value)
 
 
-def encoded(saga_id: str, event: ev.Event, max_payload: int) -> str:
-    """An event's data as the JSON text stored and hashed (:func:`~saga.store.hashing.stored_text`:
+def encoded(saga_id: str, event: ev.Event, max_payload: int) -> tuple[dict[str, Any], str]:
+    """An event's data, and the JSON text stored and hashed (:func:`~saga.store.hashing.stored_text`:
     keys in the order the event gives them, as a reader of the log expects them); raises
     ``PayloadTooLarge`` above ``max_payload`` bytes."""
-    text = stored_text(event.to_data())
+    data = event.to_data()
+    text = stored_text(data)
     # UTF-8 takes at most 4 bytes a character: most texts are known to fit without encoding
     if len(text) * 4 > max_payload and (size := len(text.encode())) > max_payload:
         raise PayloadTooLarge(
             f"{event.type_name()} for saga {saga_id} is {size} bytes; the store accepts "
             f"at most {max_payload}"
         )
-    return text
+    return data, text
 
 
 def check_page(after: int, limit: int | None) -> None:

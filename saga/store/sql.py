@@ -118,7 +118,7 @@ class SqlEventStore(SchemaChecks, Projector, EventStore):
         rows = []
         recorded_at = self._recording_time()
         for i, e in enumerate(batch):
-            text = encoded(saga_id, e, self.max_payload)
+            _, text = encoded(saga_id, e, self.max_payload)
             rows.append({
                 "saga_id": saga_id,
                 "seq": first_seq + i,
